@@ -1,0 +1,165 @@
+/**
+ * Table types for Kysely. Columns are portable between SQLite and PostgreSQL: integers,
+ * text, real; booleans are stored as 0/1 integers; JSON as text; times as epoch milliseconds
+ * (bigint-safe numbers) so ordering and ranges work the same in both dialects.
+ */
+import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
+
+export interface OrganizationsTable {
+  id: Generated<number>;
+  name: string;
+  parent_id: number | null;
+  active: number;
+  seats: number;
+  /** JSON: policy and limits of this organization. */
+  settings: string;
+  created_at: number;
+}
+
+export interface ApiTokensTable {
+  id: Generated<number>;
+  org_id: number;
+  user_id: number | null;
+  name: string;
+  role: string;
+  /** sha256 of the token, hex. The token itself is never stored. */
+  token_hash: string;
+  /** The first characters of the token, to recognise it in listings. */
+  prefix: string;
+  created_at: number;
+  last_used_at: number | null;
+  revoked_at: number | null;
+}
+
+export interface BlobsTable {
+  sha256: string;
+  size: number;
+  created_at: number;
+}
+
+export interface ScansTable {
+  id: Generated<number>;
+  org_id: number;
+  parent_id: number | null;
+  root_id: number | null;
+  depth: number;
+  kind: 'file' | 'url';
+  channel: string;
+  sub_origin: string | null;
+  relation: string | null;
+  name: string;
+  status: 'queued' | 'scanning' | 'done' | 'error';
+  verdict: string | null;
+  sub_verdict: string | null;
+  /** The verdict of this object alone, before children are rolled up. */
+  own_verdict: string | null;
+  confidence: string | null;
+  score: number;
+  partial: number;
+  is_fp: number;
+  is_fn: number;
+  created_at: number;
+  started_at: number | null;
+  self_finished_at: number | null;
+  finished_at: number | null;
+  verdict_changed_at: number | null;
+  size: number | null;
+  md5: string | null;
+  sha1: string | null;
+  sha256: string | null;
+  sha512: string | null;
+  file_type: string | null;
+  mime: string | null;
+  /** sha256 of the stored blob, when the sample is kept. */
+  blob_sha256: string | null;
+  url: string | null;
+  domain: string | null;
+  final_url: string | null;
+  status_code: number | null;
+  url_title: string | null;
+  /** JSON: request options (passwords, user agent...). */
+  options: string;
+  /** JSON: {url, headers, params} or null. */
+  callback: string | null;
+  /** JSON arrays. */
+  engines: string;
+  layers: string;
+  decisions: string;
+  attributes: string;
+  error: string | null;
+  request_id: string | null;
+  original_file_path: string | null;
+  attempts: number;
+}
+
+export interface EvidenceTable {
+  id: Generated<number>;
+  scan_id: number;
+  root_id: number;
+  heuristic: string;
+  name: string;
+  category: string;
+  scanner: string;
+  layer: string;
+  description: string;
+  details: string | null;
+  score: number;
+  verdict: string | null;
+  attack: string | null;
+  /** JSON */
+  data: string;
+  created_at: number;
+}
+
+export interface JobsTable {
+  id: Generated<number>;
+  scan_id: number;
+  state: 'waiting' | 'active' | 'done' | 'failed';
+  attempts: number;
+  run_at: number;
+  locked_by: string | null;
+  locked_until: number | null;
+  last_error: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface CallbacksTable {
+  id: Generated<number>;
+  scan_id: number;
+  org_id: number;
+  url: string;
+  /** JSON */
+  headers: string;
+  /** JSON body as sent */
+  body: string;
+  state: 'pending' | 'delivered' | 'failed';
+  attempts: number;
+  next_attempt_at: number;
+  lease_until: number | null;
+  last_status: number | null;
+  last_error: string | null;
+  created_at: number;
+  delivered_at: number | null;
+}
+
+export interface Database {
+  organizations: OrganizationsTable;
+  api_tokens: ApiTokensTable;
+  blobs: BlobsTable;
+  scans: ScansTable;
+  evidence: EvidenceTable;
+  jobs: JobsTable;
+  callbacks: CallbacksTable;
+}
+
+export type ScanRow = Selectable<ScansTable>;
+export type NewScan = Insertable<ScansTable>;
+export type ScanUpdate = Updateable<ScansTable>;
+export type EvidenceRow = Selectable<EvidenceTable>;
+export type NewEvidence = Insertable<EvidenceTable>;
+export type OrgRow = Selectable<OrganizationsTable>;
+export type TokenRow = Selectable<ApiTokensTable>;
+export type JobRow = Selectable<JobsTable>;
+export type CallbackRow = Selectable<CallbacksTable>;
+export type { ColumnType };
