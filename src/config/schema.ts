@@ -55,6 +55,7 @@ export const configSchema = z.object({
   urlFetch: bool.default(true).describe('Fetch submitted URLs (through the egress guard) and scan their content'),
   maxRequestsPerMinute: z.coerce.number().int().min(0).default(0).describe('Requests per token per minute before 429 (0: no limit)'),
   callbackMaxAttempts: z.coerce.number().int().positive().default(12).describe('Callback delivery attempts before giving up'),
+  callbackRetryBaseMs: z.coerce.number().int().positive().default(5_000).describe('First delay between callback attempts; doubles each time, capped at one hour'),
   callbackTimeoutMs: z.coerce.number().int().positive().default(10_000).describe('Timeout of one callback delivery'),
   scoreSuspicious: z.coerce.number().int().positive().default(300).describe('Score from which a scan is SUS'),
   scoreMalicious: z.coerce.number().int().positive().default(1000).describe('Score from which a scan is MAL'),

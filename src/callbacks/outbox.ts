@@ -1,0 +1,126 @@
+/**
+ * Delivers the callbacks outbox: each due callback is claimed under a lease (so one process
+ * sends each attempt), POSTed as JSON with the client's headers through the egress guard, and
+ * marked delivered on a 2xx answer or rescheduled with exponential backoff. Rows live in the
+ * database, so pending callbacks survive restarts: delivery is at least once.
+ */
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.ts';
+import type { Store } from '../store/store.ts';
+import type { Metrics } from '../ops/metrics.ts';
+import type { CallbackRow } from '../store/schema.ts';
+import { EgressGuard } from '../net/egress-guard.ts';
+import { safeFetch } from '../net/safe-fetch.ts';
+
+/** Headers a client may not set on its callback (they belong to the transport). */
+const FORBIDDEN_HEADERS = new Set(['host', 'content-length', 'transfer-encoding', 'connection', 'content-type', 'expect', 'upgrade', 'te', 'trailer', 'keep-alive', 'proxy-connection']);
+
+export function backoffMs(attempts: number, baseMs: number): number {
+  const exp = Math.min(3_600_000, baseMs * 2 ** Math.max(0, attempts - 1));
+  return Math.round(exp * (0.8 + Math.random() * 0.4));
+}
+
+export class CallbackDeliverer {
+  private readonly guard: EgressGuard;
+  private running = false;
+  private loopDone?: Promise<void>;
+  private wakeUp?: () => void;
+  private inFlight = 0;
+
+  constructor(
+    private readonly deps: { config: Config; store: Store; log: Logger; metrics?: Metrics },
+    private readonly batch = 8,
+  ) {
+    this.guard = new EgressGuard({ allow: deps.config.egressAllow, deny: deps.config.egressDeny });
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.loopDone = this.loop();
+  }
+
+  notify(): void {
+    this.wakeUp?.();
+  }
+
+  private async loop(): Promise<void> {
+    const { store, log } = this.deps;
+    while (this.running) {
+      let due: CallbackRow[] = [];
+      try {
+        due = await store.claimCallbacks(Date.now(), this.deps.config.callbackTimeoutMs * 3, this.batch);
+      } catch (e) {
+        log.error({ err: e }, 'claiming callbacks failed');
+      }
+      if (due.length > 0) {
+        await Promise.all(due.map((c) => this.deliver(c)));
+        continue;
+      }
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, 500);
+        this.wakeUp = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+      this.wakeUp = undefined;
+    }
+  }
+
+  async deliver(c: CallbackRow): Promise<void> {
+    const { store, config, log, metrics } = this.deps;
+    this.inFlight++;
+    const attempts = c.attempts + 1;
+    try {
+      const headers: Record<string, string> = {};
+      for (const [k, v] of Object.entries(JSON.parse(c.headers) as Record<string, unknown>)) {
+        if (!FORBIDDEN_HEADERS.has(k.toLowerCase()) && /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(k)) headers[k] = String(v).replace(/[\r\n]/g, ' ');
+      }
+      headers['content-type'] = 'application/json';
+      headers['user-agent'] = 'Verdict-Callback/1';
+      let status: number | undefined;
+      let error: string | undefined;
+      try {
+        const res = await safeFetch(c.url, {
+          guard: this.guard,
+          method: 'POST',
+          headers,
+          body: c.body,
+          maxBytes: 64 * 1024,
+          timeoutMs: config.callbackTimeoutMs,
+          maxRedirects: 0,
+        });
+        status = res.status;
+        if (status < 200 || status >= 300) error = `callback answered ${status}`;
+      } catch (e) {
+        error = (e as Error).message;
+      }
+      if (!error) {
+        await store.callbackDelivered(c.id, status!);
+        metrics?.callbacks.inc({ outcome: 'delivered' });
+        log.info({ scanId: c.scan_id, url: c.url, status, attempts }, 'callback delivered');
+        return;
+      }
+      if (attempts >= config.callbackMaxAttempts) {
+        await store.callbackFailed(c.id, { status, error });
+        metrics?.callbacks.inc({ outcome: 'failed' });
+        log.error({ scanId: c.scan_id, url: c.url, status, error, attempts }, 'callback abandoned after its last attempt');
+        return;
+      }
+      const delay = backoffMs(attempts, config.callbackRetryBaseMs);
+      await store.callbackFailed(c.id, { status, error, nextAttemptAt: Date.now() + delay });
+      metrics?.callbacks.inc({ outcome: 'retry' });
+      log.warn({ scanId: c.scan_id, url: c.url, status, error, attempts, retryInMs: delay }, 'callback failed; will retry');
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  /** Stops after the current batch (pending callbacks stay in the outbox for the next start). */
+  async close(): Promise<void> {
+    this.running = false;
+    this.wakeUp?.();
+    await this.loopDone;
+  }
+}
