@@ -90,6 +90,7 @@ export class CallbackDeliverer {
           maxBytes: 64 * 1024,
           timeoutMs: config.callbackTimeoutMs,
           maxRedirects: 0,
+          followRedirects: false,
         });
         status = res.status;
         if (status < 200 || status >= 300) error = `callback answered ${status}`;

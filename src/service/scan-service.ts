@@ -10,7 +10,7 @@ import crypto from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.ts';
-import type { BlobStore } from '../store/blobs.ts';
+import type { BlobStore, StoredBlob } from '../store/blobs.ts';
 import type { Store, CallbackSpec } from '../store/store.ts';
 import type { EvidenceRow, ScanRow, OrgRow } from '../store/schema.ts';
 import type { JobQueue } from '../queue/queue.ts';
@@ -156,16 +156,37 @@ export class ScanService {
 
   /** Stores the stream as a blob, then the scan and its job. Returns once all are durable. */
   async submitFile(req: SubmitFile, source: Readable, signal?: AbortSignal): Promise<ScanRow> {
-    const orgId = this.targetOrg(req);
-    if (!req.name || req.name.length > 1024) throw invalid('name', 'a file name of 1 to 1024 characters is required');
-    let stored;
+    this.targetOrg(req);
+    const stored = await this.storeBlob(source, signal);
+    return this.acceptStoredBlob(req, stored);
+  }
+
+  /**
+   * Streams a sample into the blob store (durable when it resolves). For wire formats that
+   * deliver the bytes before the other fields: follow with `acceptStoredBlob`, or with
+   * `discardBlob` when the request turns out invalid.
+   */
+  async storeBlob(source: Readable, signal?: AbortSignal): Promise<StoredBlob> {
     try {
-      stored = await this.deps.blobs.put(source, { maxBytes: this.deps.config.limits.maxFileSize, signal });
+      return await this.deps.blobs.put(source, { maxBytes: this.deps.config.limits.maxFileSize, signal });
     } catch (e) {
-      if (e instanceof SizeLimitError) throw tooLarge(this.deps.config.limits.maxFileSize);
+      if (e instanceof SizeLimitError || (e as { code?: string }).code === 'FST_REQ_FILE_TOO_LARGE') throw tooLarge(this.deps.config.limits.maxFileSize);
       throw e;
     }
+  }
+
+  async acceptStoredBlob(req: SubmitFile, stored: StoredBlob): Promise<ScanRow> {
+    const orgId = this.targetOrg(req);
+    if (!req.name || req.name.length > 1024) {
+      await this.discardBlob(stored.digests.sha256);
+      throw invalid('name', 'a file name of 1 to 1024 characters is required');
+    }
     return this.acceptFile(req, orgId, stored.digests, stored.head);
+  }
+
+  /** Removes a stored blob that no scan refers to (a submission that failed validation). */
+  async discardBlob(sha256: string): Promise<void> {
+    if (!(await this.deps.store.blobReferenced(sha256))) await this.deps.blobs.delete(sha256);
   }
 
   /** Fetches `link` through the egress guard and submits what it serves. */

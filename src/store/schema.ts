@@ -54,10 +54,10 @@ export interface ScansTable {
   /** The verdict of this object alone, before children are rolled up. */
   own_verdict: string | null;
   confidence: string | null;
-  score: number;
-  partial: number;
-  is_fp: number;
-  is_fn: number;
+  score: Generated<number>;
+  partial: Generated<number>;
+  is_fp: Generated<number>;
+  is_fn: Generated<number>;
   created_at: number;
   started_at: number | null;
   self_finished_at: number | null;
@@ -78,18 +78,18 @@ export interface ScansTable {
   status_code: number | null;
   url_title: string | null;
   /** JSON: request options (passwords, user agent...). */
-  options: string;
+  options: Generated<string>;
   /** JSON: {url, headers, params} or null. */
   callback: string | null;
   /** JSON arrays. */
-  engines: string;
-  layers: string;
-  decisions: string;
-  attributes: string;
+  engines: Generated<string>;
+  layers: Generated<string>;
+  decisions: Generated<string>;
+  attributes: Generated<string>;
   error: string | null;
   request_id: string | null;
   original_file_path: string | null;
-  attempts: number;
+  attempts: Generated<number>;
 }
 
 export interface EvidenceTable {

@@ -24,10 +24,13 @@ export interface Heuristic {
 const catalogue = {
   // Signatures
   AV_DETECTION: { name: 'Antivirus detection', category: 'signatures', score: 1000, verdict: 'MAL', description: 'ClamAV matched a signature', attack: 'T1204.002' },
+  AV_HEURISTIC: { name: 'Antivirus heuristic alert', category: 'signatures', score: 300, description: 'ClamAV raised a heuristic alert (Heuristics.*, e.g. phishing or a broken executable) rather than a signature match' },
+  AV_ENCRYPTED: { name: 'Encrypted content not scanned by ClamAV', category: 'signatures', score: 0, partial: true, description: 'ClamAV met an encrypted archive or document (Heuristics.Encrypted.*) and could not look inside it' },
   YARA_MALWARE: { name: 'Malware rule match', category: 'signatures', score: 1000, verdict: 'MAL', description: 'A YARA rule marked as malware matched' },
   YARA_SUSPICIOUS: { name: 'Suspicious rule match', category: 'signatures', score: 300, description: 'A YARA rule marked as suspicious matched' },
   YARA_INFO: { name: 'Informational rule match', category: 'signatures', score: 0, description: 'A YARA rule without a severity matched' },
   TEST_ARTEFACT: { name: 'Antivirus test file', category: 'signatures', score: 1000, verdict: 'MAL', description: 'A standard antivirus test artefact (EICAR, GTUBE...) was found; detected as malicious so that pipelines can be tested end to end' },
+  TEST_SPAM_ARTEFACT: { name: 'Spam test message', category: 'signatures', score: 0, verdict: 'SPM', description: 'The GTUBE spam test string was found; detected as spam (not malware) so that mail pipelines can be tested end to end' },
   // Archives
   ARCHIVE_ENCRYPTED: { name: 'Encrypted archive', category: 'archive', score: 50, description: 'The archive is encrypted; it was opened with a supplied or default password' },
   ARCHIVE_ENCRYPTED_UNOPENED: { name: 'Encrypted archive not opened', category: 'archive', score: 300, partial: true, description: 'The archive is encrypted and none of the passwords tried opened it: its content was not scanned', attack: 'T1027.013' },

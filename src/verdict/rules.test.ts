@@ -57,3 +57,10 @@ test('a partial child makes the parent partial', () => {
   assert.equal(o.partial, true);
   assert.equal(o.confidence, 'LOW');
 });
+
+test('ClamAV\'s encrypted alert does not make a result partial when the archive was opened', () => {
+  const opened = decide([ev('AV_ENCRYPTED'), ev('ARCHIVE_ENCRYPTED')], [], policy);
+  assert.equal(opened.partial, false);
+  const locked = decide([ev('AV_ENCRYPTED')], [], policy);
+  assert.equal(locked.partial, true);
+});

@@ -88,7 +88,9 @@ export function decide(evidence: EvidenceItem[], children: Outcome[], policy: Po
       reason: `required engine(s) could not finish: ${[...new Set(failedRequired.map((e) => e.scanner))].join(', ')}`,
     });
   }
-  const ownPartial = evidence.some((e) => heuristics[e.heuristic].partial);
+  // ClamAV's "encrypted" alert is moot when our archive scanner opened the archive itself.
+  const opened = evidence.some((e) => e.heuristic === 'ARCHIVE_ENCRYPTED') && !evidence.some((e) => e.heuristic === 'ARCHIVE_ENCRYPTED_UNOPENED');
+  const ownPartial = evidence.some((e) => heuristics[e.heuristic].partial && !(opened && e.heuristic === 'AV_ENCRYPTED'));
 
   let verdict = own;
   let decidingChild: Outcome | undefined;

@@ -1,0 +1,316 @@
+/**
+ * The Perception Point X-Ray dialect (`/api/v1/...`, `/api/scans/<id>`, `/v1/health_check`).
+ * It only maps: wire fields in, ScanService calls, wire shapes out; errors rendered in the
+ * Django REST Framework style X-Ray clients expect (`{"detail": ...}`, 400 naming the field).
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import multipart from '@fastify/multipart';
+import formbody from '@fastify/formbody';
+import { Readable } from 'node:stream';
+import type { Principal, ScanService, CallbackRequest, SubmitFile } from '../../service/scan-service.ts';
+import { invalid, VerdictError } from '../../service/errors.ts';
+import type { StoredBlob } from '../../store/blobs.ts';
+import { callbackBody, completedJob, scanDetail, scanReport } from './mappers.ts';
+import { parseHttpUrl } from '../../service/scan-service.ts';
+
+export interface XrayOptions {
+  service: ScanService;
+  health: () => Promise<{ hap: 'on' | 'off'; static: 'on' | 'off'; status: 'on' | 'off'; engines: Record<string, unknown> }>;
+  publicUrl?: string;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal?: Principal;
+  }
+}
+
+export const xrayCallbackFormat = { xray: callbackBody };
+
+const PAGE_SIZE = 100;
+
+/** Fields X-Ray clients send that we accept (anything else is refused by name). */
+const FILE_FIELDS = new Set(['name', 'data', 'path', 'download_link', 'storage', 'file_password', 'callback_url', 'callback_params', 'callback_headers', 'original_file_path', 'sub_origin', 'organization_id']);
+const URL_FIELDS = new Set(['path', 'url', 'user_agent_string', 'user_location', 'callback_url', 'callback_params', 'callback_headers', 'sub_origin', 'organization_id']);
+
+export async function xrayPlugin(app: FastifyInstance, opts: XrayOptions): Promise<void> {
+  const { service } = opts;
+  const maxFileSize = service.config.limits.maxFileSize;
+  await app.register(formbody, { bodyLimit: base64Limit(maxFileSize) });
+  await app.register(multipart, {
+    limits: { fileSize: maxFileSize, files: 1, fields: 50, fieldSize: base64Limit(maxFileSize), parts: 60 },
+  });
+
+  app.setErrorHandler((err: Error & { statusCode?: number; code?: string; validation?: unknown }, req, reply) => {
+    if (err instanceof VerdictError) {
+      if (err.status === 413) reply.header('connection', 'close');
+      const body: Record<string, unknown> = { detail: err.message, code: err.code };
+      if (err.field) body[err.field] = [err.message];
+      return reply.code(err.status).send(body);
+    }
+    if (err.code === 'FST_REQ_FILE_TOO_LARGE' || err.statusCode === 413) {
+      reply.header('connection', 'close');
+      return reply.code(413).send({ detail: `the request is larger than the maximum of ${maxFileSize} bytes`, code: 'too_large' });
+    }
+    if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
+      return reply.code(err.statusCode).send({ detail: err.message, code: err.code ?? 'invalid' });
+    }
+    req.log.error({ err }, 'request failed');
+    return reply.code(500).send({ detail: 'internal error', code: 'internal' });
+  });
+
+  const authenticate = async (req: FastifyRequest) => {
+    const header = req.headers.authorization;
+    const m = header ? /^(?:Token|Bearer)\s+(\S+)\s*$/i.exec(header) : null;
+    req.principal = await service.authenticate(m?.[1]);
+  };
+
+  app.get('/v1/health_check', async () => opts.health());
+
+  app.register(async (api) => {
+    api.addHook('onRequest', authenticate);
+
+    api.post('/api/v1/files/', async (req, reply) => {
+      const row = req.isMultipart() ? await submitMultipart(req, service) : await submitBody(req, service);
+      const cb = row.callback ? (JSON.parse(row.callback) as CallbackRequest) : undefined;
+      return reply.send(cb && cb.params !== undefined && cb.params !== null ? { scan_id: row.id, callback_params: cb.params } : { scan_id: row.id });
+    });
+
+    api.post('/api/v1/urls/', async (req, reply) => {
+      const fields = await bodyFields(req);
+      checkFields(fields, URL_FIELDS);
+      const url = str(fields.path) ?? str(fields.url);
+      if (!url) throw invalid('path', 'this field is required (the URL to scan)');
+      const row = await service.submitUrl({
+        principal: req.principal!,
+        channel: 'api',
+        url,
+        userAgent: str(fields.user_agent_string),
+        userLocation: str(fields.user_location),
+        subOrigin: str(fields.sub_origin),
+        callback: callbackOf(fields),
+        requestId: req.id,
+        orgId: orgIdOf(fields),
+      });
+      const cb = row.callback ? (JSON.parse(row.callback) as CallbackRequest) : undefined;
+      return reply.send(cb && cb.params !== undefined && cb.params !== null ? { scan_id: row.id, callback_params: cb.params } : { scan_id: row.id });
+    });
+
+    const detail = async (req: FastifyRequest<{ Params: { id: string } }>) => {
+      const tree = await service.getTree(req.principal!, scanIdParam(req.params.id));
+      return scanDetail(tree, await service.getSiblings(tree.root));
+    };
+    api.get('/api/v1/scans/list/:id/', detail);
+    api.get('/api/scans/:id', detail);
+    api.get('/api/v1/scans/:id/', detail);
+
+    api.get('/api/v1/scans/report/:id', async (req: FastifyRequest<{ Params: { id: string }; Querystring: Record<string, unknown> }>) => {
+      const tree = await service.getTree(req.principal!, scanIdParam(req.params.id));
+      return scanReport(tree, req.query ?? {});
+    });
+
+    api.get('/api/v1/scans/completed-jobs/', async (req: FastifyRequest<{ Querystring: Record<string, string | string[]> }>) => {
+      const q = req.query;
+      for (const k of Object.keys(q)) if (!['from', 'to', '_cursor', 'page_size'].includes(k)) throw invalid(k, 'unknown parameter');
+      const from = epochParam(q.from, 'from');
+      const to = epochParam(q.to, 'to');
+      const limit = q.page_size === undefined ? PAGE_SIZE : intParam(q.page_size, 'page_size', 1, 1000);
+      let after: { finishedAt: number; id: number } | undefined;
+      if (q._cursor !== undefined) {
+        const m = /^(\d+)_(\d+)$/.exec(String(q._cursor));
+        if (!m) throw invalid('_cursor', 'not a cursor given by a previous page');
+        after = { finishedAt: Number(m[1]), id: Number(m[2]) };
+      }
+      const { rows, count } = await service.listCompleted(req.principal!, { from, to, after, limit: limit + 1 });
+      const page = rows.slice(0, limit);
+      let next: string | null = null;
+      if (rows.length > limit) {
+        const last = page[page.length - 1];
+        const u = new URL(req.url, baseUrl(req, opts.publicUrl));
+        u.searchParams.set('_cursor', `${last.finished_at}_${last.id}`);
+        next = u.href;
+      }
+      return { count, page_result_count: page.length, next, results: page.map(completedJob) };
+    });
+
+    const del = async (req: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply) => {
+      await service.deleteScan(req.principal!, scanIdParam(req.params.id));
+      return reply.code(204).send();
+    };
+    api.put('/api/v1/scans/delete_scan/:id/', del);
+    api.post('/api/v1/scans/delete_scan/:id/', del);
+  });
+}
+
+function base64Limit(maxFileSize: number): number {
+  // base64 in JSON/form bodies is buffered: allow what encodes maxFileSize, capped at 256 MiB
+  return Math.min(Math.ceil(maxFileSize * 1.4) + 1024 * 1024, 256 * 1024 * 1024);
+}
+
+function baseUrl(req: FastifyRequest, publicUrl?: string): string {
+  return publicUrl ?? `${req.protocol}://${req.headers.host ?? 'localhost'}`;
+}
+
+function scanIdParam(raw: string): number {
+  if (!/^\d{1,15}$/.test(raw)) throw new VerdictError('not_found', `scan ${raw} not found`, 404);
+  return Number(raw);
+}
+
+function epochParam(v: unknown, field: string): number | undefined {
+  if (v === undefined || v === '') return undefined;
+  if (typeof v !== 'string' || !/^\d{10}$/.test(v)) throw invalid(field, 'expected a 10-digit epoch timestamp (seconds)');
+  return Number(v) * 1000;
+}
+
+function intParam(v: unknown, field: string, min: number, max: number): number {
+  const n = Number(v);
+  if (typeof v !== 'string' || !Number.isInteger(n) || n < min || n > max) throw invalid(field, `expected an integer from ${min} to ${max}`);
+  return n;
+}
+
+function str(v: unknown): string | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  return undefined;
+}
+
+function orgIdOf(fields: Record<string, unknown>): number | undefined {
+  const v = str(fields.organization_id);
+  if (v === undefined || v === '') return undefined;
+  if (!/^\d+$/.test(v)) throw invalid('organization_id', 'expected an integer');
+  return Number(v);
+}
+
+function checkFields(fields: Record<string, unknown>, allowed: Set<string>): void {
+  for (const k of Object.keys(fields)) if (!allowed.has(k)) throw invalid(k, 'unknown field');
+}
+
+/** A JSON value given as JSON or as a JSON string (both are seen from real clients). */
+function jsonField(v: unknown, field: string): unknown {
+  if (v === undefined || v === null || v === '') return undefined;
+  if (typeof v !== 'string') return v;
+  try {
+    return JSON.parse(v);
+  } catch {
+    throw invalid(field, 'expected JSON');
+  }
+}
+
+function callbackOf(fields: Record<string, unknown>): CallbackRequest | undefined {
+  const url = str(fields.callback_url);
+  const params = jsonField(fields.callback_params, 'callback_params');
+  const headersRaw = jsonField(fields.callback_headers, 'callback_headers');
+  if (!url) {
+    if (headersRaw !== undefined) throw invalid('callback_headers', 'given without callback_url');
+    return params === undefined ? undefined : { url: '', headers: {}, params, format: 'none' };
+  }
+  parseHttpUrl(url, 'callback_url');
+  const headers: Record<string, string> = {};
+  if (headersRaw !== undefined) {
+    if (typeof headersRaw !== 'object' || Array.isArray(headersRaw)) throw invalid('callback_headers', 'expected a JSON object of header names and values');
+    for (const [k, v] of Object.entries(headersRaw as Record<string, unknown>)) {
+      if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(k)) throw invalid('callback_headers', `not a valid header name: ${k}`);
+      if (typeof v !== 'string' && typeof v !== 'number') throw invalid('callback_headers', `the value of ${k} must be a string`);
+      headers[k] = String(v);
+    }
+  }
+  return { url, headers, params: params ?? null, format: 'xray' };
+}
+
+async function bodyFields(req: FastifyRequest): Promise<Record<string, unknown>> {
+  if (req.isMultipart()) {
+    const fields: Record<string, unknown> = {};
+    for await (const part of req.parts()) {
+      if (part.type === 'file') {
+        part.file.resume();
+        throw invalid(part.fieldname, 'a file is not expected here');
+      }
+      fields[part.fieldname] = part.value;
+    }
+    return fields;
+  }
+  const body = req.body;
+  if (body === undefined || body === null) return {};
+  if (typeof body !== 'object' || Array.isArray(body)) throw invalid('body', 'expected a JSON object or form fields');
+  return body as Record<string, unknown>;
+}
+
+function fileRequest(req: FastifyRequest, fields: Record<string, unknown>, name: string | undefined): SubmitFile {
+  return {
+    principal: req.principal!,
+    channel: 'api',
+    name: name ?? '',
+    password: str(fields.file_password) || undefined,
+    callback: callbackOf(fields),
+    subOrigin: str(fields.sub_origin),
+    originalFilePath: str(fields.original_file_path),
+    requestId: req.id,
+    orgId: orgIdOf(fields),
+  };
+}
+
+/** multipart/form-data: the file part is streamed to the blob store as it arrives. */
+async function submitMultipart(req: FastifyRequest, service: ScanService) {
+  const fields: Record<string, unknown> = {};
+  let stored: StoredBlob | undefined;
+  let fileName: string | undefined;
+  try {
+    for await (const part of req.parts()) {
+      if (part.type === 'file') {
+        if (part.fieldname !== 'data') {
+          part.file.resume();
+          throw invalid(part.fieldname, 'unknown file field (send the file as `data`)');
+        }
+        if (stored) throw invalid('data', 'only one file per request');
+        stored = await service.storeBlob(part.file);
+        if (part.file.truncated) throw new VerdictError('too_large', `object is larger than the maximum of ${service.config.limits.maxFileSize} bytes`, 413);
+        fileName = part.filename || undefined;
+      } else {
+        fields[part.fieldname] = part.value;
+      }
+    }
+    checkFields(fields, FILE_FIELDS);
+    if (!stored) {
+      // multipart without a file part: the same fields as a JSON body
+      return await submitFromFields(req, service, fields);
+    }
+    const r = fileRequest(req, fields, str(fields.name) || fileName);
+    return await service.acceptStoredBlob(r, stored);
+  } catch (e) {
+    if (stored) await service.discardBlob(stored.digests.sha256).catch(() => {});
+    throw e;
+  }
+}
+
+async function submitBody(req: FastifyRequest, service: ScanService) {
+  const fields = await bodyFields(req);
+  checkFields(fields, FILE_FIELDS);
+  return submitFromFields(req, service, fields);
+}
+
+/** `data` as base64, or `download_link`, or `path` of a stored sample: exactly one. */
+async function submitFromFields(req: FastifyRequest, service: ScanService, fields: Record<string, unknown>) {
+  const sources = (['data', 'download_link', 'path'] as const).filter((k) => str(fields[k]));
+  if (sources.length === 0) throw invalid('data', 'one of data, path or download_link is required');
+  if (sources.length > 1) throw invalid(sources[1], `give only one of data, path or download_link (got ${sources.join(', ')})`);
+  const name = str(fields.name) || (fields.download_link ? nameFromLink(str(fields.download_link)!) : undefined);
+  const r = fileRequest(req, fields, name);
+  if (!r.name) throw invalid('name', 'this field is required');
+  if (sources[0] === 'data') {
+    const text = str(fields.data)!.replace(/^data:[^,]*;base64,/, '').replace(/\s+/g, '');
+    if (!/^[A-Za-z0-9+/_-]*={0,2}$/.test(text)) throw invalid('data', 'expected base64 file content (or send the file as a multipart part named data)');
+    return service.submitFile(r, Readable.from([Buffer.from(text, 'base64')]));
+  }
+  if (sources[0] === 'download_link') return service.submitDownload(r, str(fields.download_link)!);
+  return service.submitStoredPath(r, str(fields.path)!);
+}
+
+function nameFromLink(link: string): string | undefined {
+  try {
+    const last = new URL(link).pathname.split('/').filter(Boolean).pop();
+    return last ? decodeURIComponent(last) : new URL(link).hostname;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,137 @@
+/**
+ * Integration-test harness: a real Verdict on an ephemeral loopback port with its own data
+ * directory, the real engines (a managed clamd when Debian's clamd is installed), and helpers
+ * to call the X-Ray API as a client would.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import http from 'node:http';
+import { once } from 'node:events';
+import pino from 'pino';
+import { configure, ZipWriter, BlobWriter, Uint8ArrayReader } from '@zip.js/zip.js';
+import tar from 'tar-stream';
+import zlib from 'node:zlib';
+import { createVerdict, type Verdict } from '../src/app.ts';
+import { loadConfig } from '../src/config/load.ts';
+import type { ConfigInput } from '../src/config/schema.ts';
+
+configure({ useWebWorkers: false });
+
+export interface Running {
+  verdict: Verdict;
+  url: string;
+  token: string;
+  dataDir: string;
+  api(method: string, p: string, init?: { body?: RequestInit['body']; headers?: Record<string, string>; token?: string | null; json?: unknown }): Promise<Response>;
+  submitFile(data: Buffer, name: string, fields?: Record<string, string>, token?: string): Promise<number>;
+  waitForScan(id: number, token?: string, timeoutMs?: number): Promise<Record<string, any>>;
+  close(): Promise<void>;
+}
+
+export async function startVerdict(overrides: ConfigInput = {}): Promise<Running> {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'verdict-it-'));
+  const config = loadConfig(
+    { port: 0, host: '127.0.0.1', dataDir, egressAllow: ['127.0.0.0/8', '::1/128'], workers: 2, callbackRetryBaseMs: 200, logLevel: 'silent', ...overrides },
+    {},
+  );
+  const verdict = await createVerdict(config, { log: pino({ level: process.env.TEST_LOG ?? 'silent' }) });
+  const url = await verdict.listen();
+  const token = verdict.firstToken!;
+  const api: Running['api'] = async (method, p, init = {}) => {
+    const headers: Record<string, string> = { ...(init.headers ?? {}) };
+    const tok = init.token === undefined ? token : init.token;
+    if (tok) headers.authorization = `Token ${tok}`;
+    let body = init.body;
+    if (init.json !== undefined) {
+      body = JSON.stringify(init.json);
+      headers['content-type'] = 'application/json';
+    }
+    return fetch(url + p, { method, headers, body });
+  };
+  const submitFile: Running['submitFile'] = async (data, name, fields = {}, tok) => {
+    const form = new FormData();
+    form.set('name', name);
+    for (const [k, v] of Object.entries(fields)) form.set(k, v);
+    form.set('data', new Blob([data]), name);
+    const res = await api('POST', '/api/v1/files/', { body: form, token: tok });
+    const text = await res.text();
+    if (res.status !== 200) throw new Error(`submit answered ${res.status}: ${text}`);
+    return JSON.parse(text).scan_id;
+  };
+  const waitForScan: Running['waitForScan'] = async (id, tok, timeoutMs = 30_000) => {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const res = await api('GET', `/api/v1/scans/list/${id}/`, { token: tok });
+      const body = (await res.json()) as Record<string, any>;
+      if (res.status !== 200) throw new Error(`detail answered ${res.status}: ${JSON.stringify(body)}`);
+      if (body.status === 'CMP' || body.status === 'ERR') return body;
+      if (Date.now() > until) throw new Error(`scan ${id} not finished after ${timeoutMs} ms (status ${body.status})`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+  return {
+    verdict,
+    url,
+    token,
+    dataDir,
+    api,
+    submitFile,
+    waitForScan,
+    async close() {
+      await verdict.close(2000);
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A zip built in memory; `password` makes it AES-encrypted (or ZipCrypto with `zipCrypto`). */
+export async function makeZip(entries: Record<string, Buffer>, opts: { password?: string; zipCrypto?: boolean } = {}): Promise<Buffer> {
+  const writer = new ZipWriter(new BlobWriter('application/zip'), opts.password ? { password: opts.password, zipCrypto: opts.zipCrypto } : {});
+  for (const [name, data] of Object.entries(entries)) await writer.add(name, new Uint8ArrayReader(new Uint8Array(data)));
+  const blob = await writer.close();
+  return Buffer.from(await blob.arrayBuffer());
+}
+
+export async function makeTarGz(entries: Record<string, Buffer>): Promise<Buffer> {
+  const pack = tar.pack();
+  for (const [name, data] of Object.entries(entries)) pack.entry({ name, size: data.length }, data);
+  pack.finalize();
+  const chunks: Buffer[] = [];
+  for await (const c of pack) chunks.push(c as Buffer);
+  return zlib.gzipSync(Buffer.concat(chunks));
+}
+
+/** A loopback HTTP server for callbacks and downloads; records what it receives. */
+export async function startSink(handler?: (req: http.IncomingMessage, body: Buffer, res: http.ServerResponse) => void) {
+  const received: { method: string; url: string; headers: http.IncomingHttpHeaders; body: Buffer }[] = [];
+  const waiters: (() => void)[] = [];
+  const server = http.createServer(async (req, res) => {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const body = Buffer.concat(chunks);
+    received.push({ method: req.method!, url: req.url!, headers: req.headers, body });
+    waiters.splice(0).forEach((w) => w());
+    if (handler) handler(req, body, res);
+    else res.end('ok');
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as { port: number };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    received,
+    async waitFor(n: number, timeoutMs = 15_000) {
+      const until = Date.now() + timeoutMs;
+      while (received.length < n) {
+        if (Date.now() > until) throw new Error(`expected ${n} requests, got ${received.length}`);
+        await new Promise<void>((r) => {
+          waiters.push(r);
+          setTimeout(r, 100);
+        });
+      }
+      return received;
+    },
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
