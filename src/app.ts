@@ -123,7 +123,6 @@ export async function createVerdict(config: Config, opts: VerdictOptions = {}): 
       bodyLimit: Math.min(Math.ceil(config.limits.maxFileSize * 1.4) + 1024 * 1024, 256 * 1024 * 1024),
       requestIdHeader: 'x-request-id',
       genReqId: () => crypto.randomUUID(),
-      disableRequestLogging: false,
     });
     http.addHook('onRequest', async (req, reply) => {
       reply.header('x-request-id', req.id);

@@ -117,3 +117,19 @@ test('readiness reports the engines, with ClamAV off when disabled', async () =>
   assert.equal(body.engines.clamav.state, 'off');
   assert.equal(body.engines.yara.state, 'on');
 });
+
+test('a token over its request budget gets 429 with Retry-After, other tokens do not', async () => {
+  const t = await startVerdict({ maxRequestsPerMinute: 3, clamd: 'off', workers: 0 });
+  try {
+    for (let i = 0; i < 3; i++) assert.equal((await t.api('GET', '/api/v1/scans/completed-jobs/')).status, 200);
+    const res = await t.api('GET', '/api/v1/scans/completed-jobs/');
+    assert.equal(res.status, 429);
+    const wait = Number(res.headers.get('retry-after'));
+    assert.ok(wait >= 1 && wait <= 60, `Retry-After ${wait}`);
+    assert.match(((await res.json()) as any).detail, /3 requests per minute/);
+    const { token } = await t.verdict.service.createToken('default', 'Viewer', 'second');
+    assert.equal((await t.api('GET', '/api/v1/scans/completed-jobs/', { token })).status, 200);
+  } finally {
+    await t.close();
+  }
+});

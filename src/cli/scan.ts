@@ -61,7 +61,8 @@ export function topEvidence(r: ObjectReport): string {
   for (const node of walk(r)) {
     for (const e of node.evidence) {
       const h = heuristics[e.heuristic];
-      const rank = (h.verdict ? 1e9 : 0) + scoreOf(e);
+      // ties go to the deepest object: "found in inner/x.exe" says more than "found in the zip"
+      const rank = (h.verdict ? 1e9 : 0) + scoreOf(e) + node.info.depth / 1000;
       const where = node === r ? '' : ` in ${node.info.name}`;
       const text = `${h.name}: ${e.details ?? h.description}${where}`;
       if (!best || rank > best.rank) best = { text, rank };

@@ -53,7 +53,7 @@ export const configSchema = z.object({
   clamdRequired: bool.default(false).describe('Refuse to start when clamd cannot be started or reached'),
   yaraRulesDirs: list.default([]).describe('Extra folders of .yar/.yara rule files compiled with the bundled rules'),
   urlFetch: bool.default(true).describe('Fetch submitted URLs (through the egress guard) and scan their content'),
-  maxRequestsPerMinute: z.coerce.number().int().min(0).default(0).describe('Requests per token per minute before 429 (0: no limit)'),
+  maxRequestsPerMinute: z.coerce.number().int().min(0).default(0).describe('Requests per token per minute before 429 with Retry-After (0: no limit; X-Ray\'s service uses 100)'),
   callbackMaxAttempts: z.coerce.number().int().positive().default(12).describe('Callback delivery attempts before giving up'),
   callbackRetryBaseMs: z.coerce.number().int().positive().default(5_000).describe('First delay between callback attempts; doubles each time, capped at one hour'),
   callbackTimeoutMs: z.coerce.number().int().positive().default(10_000).describe('Timeout of one callback delivery'),

@@ -11,6 +11,8 @@ export class VerdictError extends Error {
     message: string,
     readonly status: number,
     readonly field?: string,
+    /** For rate_limited: seconds until the client may try again. */
+    readonly retryAfter?: number,
   ) {
     super(message);
   }
@@ -22,3 +24,5 @@ export const tooLarge = (limit: number) => new VerdictError('too_large', `object
 export const unauthenticated = (message = 'authentication credentials were not provided or are invalid') => new VerdictError('unauthenticated', message, 403);
 export const forbidden = (message: string) => new VerdictError('forbidden', message, 403);
 export const upstream = (message: string) => new VerdictError('upstream', message, 400);
+export const rateLimited = (limit: number, retryAfter: number) =>
+  new VerdictError('rate_limited', `more than ${limit} requests per minute with this token; retry in ${retryAfter} s`, 429, undefined, retryAfter);

@@ -20,7 +20,7 @@ import { digestBuffer } from '../scanners/hashes.ts';
 import { EgressGuard } from '../net/egress-guard.ts';
 import { safeFetch } from '../net/safe-fetch.ts';
 import type { Metrics } from '../ops/metrics.ts';
-import { invalid, notFound, tooLarge, unauthenticated, upstream, VerdictError } from './errors.ts';
+import { invalid, notFound, rateLimited, tooLarge, unauthenticated, upstream, VerdictError } from './errors.ts';
 
 export type Role = 'Administrator' | 'Admin' | 'Analyst' | 'Viewer';
 
@@ -92,6 +92,7 @@ export interface ServiceDeps {
 export class ScanService {
   private readonly guard: EgressGuard;
   private readonly tmpDir: string;
+  private readonly windows = new Map<number, { start: number; count: number }>();
 
   constructor(private readonly deps: ServiceDeps) {
     this.guard = new EgressGuard({ allow: deps.config.egressAllow, deny: deps.config.egressDeny });
@@ -129,6 +130,23 @@ export class ScanService {
     // last_used_at is advisory: update at most once a minute per token
     if (!row.last_used_at || Date.now() - row.last_used_at > 60_000) await this.deps.store.touchToken(row.id);
     return { tokenId: row.id, orgId: row.org_id, orgIds: await this.deps.store.orgSubtree(row.org_id), role: row.role as Role };
+  }
+
+  /**
+   * Per-token request budget (`maxRequestsPerMinute`, fixed one-minute windows, in this
+   * process's memory). Throws a rate_limited error carrying the seconds to wait.
+   */
+  throttle(principal: Principal, now = Date.now()): void {
+    const limit = this.deps.config.maxRequestsPerMinute;
+    if (limit <= 0) return;
+    let w = this.windows.get(principal.tokenId);
+    if (!w || now - w.start >= 60_000) {
+      w = { start: now, count: 0 };
+      this.windows.set(principal.tokenId, w);
+      if (this.windows.size > 10_000) for (const [k, v] of this.windows) if (now - v.start >= 60_000) this.windows.delete(k);
+    }
+    if (w.count >= limit) throw rateLimited(limit, Math.max(1, Math.ceil((w.start + 60_000 - now) / 1000)));
+    w.count++;
   }
 
   async createOrg(name: string, parentName?: string): Promise<OrgRow> {

@@ -44,6 +44,7 @@ export async function xrayPlugin(app: FastifyInstance, opts: XrayOptions): Promi
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string; validation?: unknown }, req, reply) => {
     if (err instanceof VerdictError) {
       if (err.status === 413) reply.header('connection', 'close');
+      if (err.retryAfter !== undefined) reply.header('retry-after', String(err.retryAfter));
       const body: Record<string, unknown> = { detail: err.message, code: err.code };
       if (err.field) body[err.field] = [err.message];
       return reply.code(err.status).send(body);
@@ -63,6 +64,7 @@ export async function xrayPlugin(app: FastifyInstance, opts: XrayOptions): Promi
     const header = req.headers.authorization;
     const m = header ? /^(?:Token|Bearer)\s+(\S+)\s*$/i.exec(header) : null;
     req.principal = await service.authenticate(m?.[1]);
+    service.throttle(req.principal);
   };
 
   app.get('/v1/health_check', async () => opts.health());
