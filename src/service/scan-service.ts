@@ -20,9 +20,10 @@ import { digestBuffer } from '../scanners/hashes.ts';
 import { EgressGuard } from '../net/egress-guard.ts';
 import { safeFetch } from '../net/safe-fetch.ts';
 import type { Metrics } from '../ops/metrics.ts';
+import { requirePermission, type Role } from './permissions.ts';
 import { invalid, notFound, rateLimited, tooLarge, unauthenticated, upstream, VerdictError } from './errors.ts';
 
-export type Role = 'Administrator' | 'Admin' | 'Analyst' | 'Viewer';
+export type { Role } from './permissions.ts';
 
 export interface Principal {
   tokenId: number;
@@ -127,6 +128,10 @@ export class ScanService {
     if (!row) throw unauthenticated('invalid token');
     const org = await this.deps.store.getOrg(row.org_id);
     if (!org || !org.active) throw unauthenticated('the token\'s organization is inactive');
+    if (row.user_id !== null) {
+      const user = await this.deps.store.getUser(row.user_id);
+      if (!user || !user.active) throw unauthenticated('the token\'s user is disabled');
+    }
     // last_used_at is advisory: update at most once a minute per token
     if (!row.last_used_at || Date.now() - row.last_used_at > 60_000) await this.deps.store.touchToken(row.id);
     return { tokenId: row.id, orgId: row.org_id, orgIds: await this.deps.store.orgSubtree(row.org_id), role: row.role as Role };
@@ -324,6 +329,7 @@ export class ScanService {
   }
 
   private targetOrg(req: SubmitCommon): number {
+    requirePermission(req.principal, 'scan:submit');
     const orgId = req.orgId ?? req.principal.orgId;
     if (!req.principal.orgIds.includes(orgId)) throw invalid('organization_id', 'not an organization this token can use');
     return orgId;
@@ -367,6 +373,7 @@ export class ScanService {
   }
 
   async deleteScan(principal: Principal, id: number): Promise<void> {
+    requirePermission(principal, 'scan:delete');
     const row = await this.getScan(principal, id);
     const orphaned = await this.deps.store.deleteScanTree(row.id);
     for (const sha of orphaned) await this.deps.blobs.delete(sha);

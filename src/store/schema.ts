@@ -31,6 +31,18 @@ export interface ApiTokensTable {
   revoked_at: number | null;
 }
 
+export interface UsersTable {
+  id: Generated<number>;
+  org_id: number;
+  name: string;
+  email: string;
+  role: string;
+  password_hash: string | null;
+  active: Generated<number>;
+  created_at: number;
+  disabled_at: number | null;
+}
+
 export interface BlobsTable {
   sha256: string;
   size: number;
@@ -146,6 +158,7 @@ export interface CallbacksTable {
 export interface Database {
   organizations: OrganizationsTable;
   api_tokens: ApiTokensTable;
+  users: UsersTable;
   blobs: BlobsTable;
   scans: ScansTable;
   evidence: EvidenceTable;
@@ -160,6 +173,7 @@ export type EvidenceRow = Selectable<EvidenceTable>;
 export type NewEvidence = Insertable<EvidenceTable>;
 export type OrgRow = Selectable<OrganizationsTable>;
 export type TokenRow = Selectable<ApiTokensTable>;
+export type UserRow = Selectable<UsersTable>;
 export type JobRow = Selectable<JobsTable>;
 export type CallbackRow = Selectable<CallbacksTable>;
 export type { ColumnType };

@@ -6,7 +6,7 @@ import { sql, type Kysely, type Transaction } from 'kysely';
 import type { ObjectReport } from '../engine/report.ts';
 import { walk } from '../engine/report.ts';
 import { heuristics } from '../verdict/heuristics.ts';
-import type { CallbackRow, Database, EvidenceRow, NewScan, OrgRow, ScanRow, ScanUpdate, TokenRow } from './schema.ts';
+import type { CallbackRow, Database, EvidenceRow, NewScan, OrgRow, ScanRow, ScanUpdate, TokenRow, UserRow } from './schema.ts';
 
 export interface CallbackSpec {
   url: string;
@@ -73,6 +73,10 @@ export class Store {
 
   async findToken(hash: string): Promise<TokenRow | undefined> {
     return this.db.selectFrom('api_tokens').selectAll().where('token_hash', '=', hash).where('revoked_at', 'is', null).executeTakeFirst();
+  }
+
+  async getUser(id: number): Promise<UserRow | undefined> {
+    return this.db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
   }
 
   async touchToken(id: number, at = Date.now()): Promise<void> {
