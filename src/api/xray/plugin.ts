@@ -12,7 +12,13 @@ import { invalid, VerdictError } from '../../service/errors.ts';
 import type { StoredBlob } from '../../store/blobs.ts';
 import { callbackBody, completedJob, scanDetail, scanReport } from './mappers.ts';
 import { parseHttpUrl } from '../../service/scan-service.ts';
+import { baseUrl, checkFields, epochParam, intParam, jsonField, scanIdParam, str } from './params.ts';
 
+/**
+ * What the X-Ray routes need. Route files of other areas (search, lists, organizations...)
+ * live beside this one as `<area>-routes.ts`, each exporting `async (api, opts: XrayOptions)`,
+ * registered inside the authenticated scope below; services they need are added here.
+ */
 export interface XrayOptions {
   service: ScanService;
   health: () => Promise<{ hap: 'on' | 'off'; static: 'on' | 'off'; status: 'on' | 'off'; engines: Record<string, unknown> }>;
@@ -28,6 +34,9 @@ declare module 'fastify' {
 export const xrayCallbackFormat = { xray: callbackBody };
 
 const PAGE_SIZE = 100;
+
+/** Route plugins of the other X-Ray areas: one import and one entry each. */
+const AREA_ROUTES: ((api: FastifyInstance, opts: XrayOptions) => Promise<void>)[] = [];
 
 /** Fields X-Ray clients send that we accept (anything else is refused by name). */
 const FILE_FIELDS = new Set(['name', 'data', 'path', 'download_link', 'storage', 'file_password', 'callback_url', 'callback_params', 'callback_headers', 'original_file_path', 'sub_origin', 'organization_id']);
@@ -135,6 +144,9 @@ export async function xrayPlugin(app: FastifyInstance, opts: XrayOptions): Promi
       return { count, page_result_count: page.length, next, results: page.map(completedJob) };
     });
 
+    // Route files of the other X-Ray areas (registered inside the authenticated scope).
+    for (const routes of AREA_ROUTES) await api.register(routes, opts);
+
     const del = async (req: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply) => {
       await service.deleteScan(req.principal!, scanIdParam(req.params.id));
       return reply.code(204).send();
@@ -149,34 +161,6 @@ function base64Limit(maxFileSize: number): number {
   return Math.min(Math.ceil(maxFileSize * 1.4) + 1024 * 1024, 256 * 1024 * 1024);
 }
 
-function baseUrl(req: FastifyRequest, publicUrl?: string): string {
-  return publicUrl ?? `${req.protocol}://${req.headers.host ?? 'localhost'}`;
-}
-
-function scanIdParam(raw: string): number {
-  if (!/^\d{1,15}$/.test(raw)) throw new VerdictError('not_found', `scan ${raw} not found`, 404);
-  return Number(raw);
-}
-
-function epochParam(v: unknown, field: string): number | undefined {
-  if (v === undefined || v === '') return undefined;
-  if (typeof v !== 'string' || !/^\d{10}$/.test(v)) throw invalid(field, 'expected a 10-digit epoch timestamp (seconds)');
-  return Number(v) * 1000;
-}
-
-function intParam(v: unknown, field: string, min: number, max: number): number {
-  const n = Number(v);
-  if (typeof v !== 'string' || !Number.isInteger(n) || n < min || n > max) throw invalid(field, `expected an integer from ${min} to ${max}`);
-  return n;
-}
-
-function str(v: unknown): string | undefined {
-  if (v === undefined || v === null) return undefined;
-  if (typeof v === 'string') return v;
-  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
-  return undefined;
-}
-
 function orgIdOf(fields: Record<string, unknown>): number | undefined {
   const v = str(fields.organization_id);
   if (v === undefined || v === '') return undefined;
@@ -184,20 +168,7 @@ function orgIdOf(fields: Record<string, unknown>): number | undefined {
   return Number(v);
 }
 
-function checkFields(fields: Record<string, unknown>, allowed: Set<string>): void {
-  for (const k of Object.keys(fields)) if (!allowed.has(k)) throw invalid(k, 'unknown field');
-}
-
 /** A JSON value given as JSON or as a JSON string (both are seen from real clients). */
-function jsonField(v: unknown, field: string): unknown {
-  if (v === undefined || v === null || v === '') return undefined;
-  if (typeof v !== 'string') return v;
-  try {
-    return JSON.parse(v);
-  } catch {
-    throw invalid(field, 'expected JSON');
-  }
-}
 
 function callbackOf(fields: Record<string, unknown>): CallbackRequest | undefined {
   const url = str(fields.callback_url);
