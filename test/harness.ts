@@ -32,7 +32,7 @@ export interface Running {
 export async function startVerdict(overrides: ConfigInput = {}): Promise<Running> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'verdict-it-'));
   const config = loadConfig(
-    { port: 0, host: '127.0.0.1', dataDir, egressAllow: ['127.0.0.0/8', '::1/128'], workers: 2, callbackRetryBaseMs: 200, logLevel: 'silent', ...overrides },
+    { port: 0, host: '127.0.0.1', dataDir, egressAllow: ['127.0.0.0/8', '::1/128'], workers: 2, callbackRetryBaseMs: 200, maxRequestsPerMinute: 0, logLevel: 'silent', ...overrides },
     {},
   );
   const verdict = await createVerdict(config, { log: pino({ level: process.env.TEST_LOG ?? 'silent' }) });

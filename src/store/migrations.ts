@@ -7,10 +7,12 @@ import { Kysely, Migrator, type Migration, type MigrationProvider } from 'kysely
 import type { Dialect } from './migrations/types.ts';
 import { initial } from './migrations/0001-initial.ts';
 import { users } from './migrations/0002-users.ts';
+import { scanFields } from './migrations/0003-scan-fields.ts';
 
 const ALL: [string, (d: Dialect) => Migration][] = [
   ['0001_initial', initial],
   ['0002_users', users],
+  ['0003_scan_fields', scanFields],
 ];
 
 class StaticProvider implements MigrationProvider {

@@ -102,6 +102,26 @@ export interface ScansTable {
   request_id: string | null;
   original_file_path: string | null;
   attempts: Generated<number>;
+  // 0003: search, analyst and email fields
+  sample_from: string | null;
+  sample_to: string | null;
+  subject: string | null;
+  message_id: string | null;
+  sender_ip: string | null;
+  sender_domain: string | null;
+  reply_to: string | null;
+  return_path: string | null;
+  receiver_domain: string | null;
+  envelope_to: string | null;
+  to_region: string | null;
+  to_country: string | null;
+  handle_status: string | null;
+  verbose_action: string | null;
+  verdict_changed_by: string | null;
+  belongs_to_vip: Generated<number>;
+  highlighted: Generated<number>;
+  was_requested_for_investigation: Generated<number>;
+  group_size: Generated<number>;
 }
 
 export interface EvidenceTable {
