@@ -9,14 +9,12 @@ import path from 'node:path';
 import http from 'node:http';
 import { once } from 'node:events';
 import pino from 'pino';
-import { configure, ZipWriter, BlobWriter, Uint8ArrayReader } from '@zip.js/zip.js';
 import tar from 'tar-stream';
 import zlib from 'node:zlib';
 import { createVerdict, type Verdict } from '../src/app.ts';
 import { loadConfig } from '../src/config/load.ts';
 import type { ConfigInput } from '../src/config/schema.ts';
 
-configure({ useWebWorkers: false });
 
 export interface Running {
   verdict: Verdict;
@@ -85,13 +83,7 @@ export async function startVerdict(overrides: ConfigInput = {}): Promise<Running
   };
 }
 
-/** A zip built in memory; `password` makes it AES-encrypted (or ZipCrypto with `zipCrypto`). */
-export async function makeZip(entries: Record<string, Buffer>, opts: { password?: string; zipCrypto?: boolean } = {}): Promise<Buffer> {
-  const writer = new ZipWriter(new BlobWriter('application/zip'), opts.password ? { password: opts.password, zipCrypto: opts.zipCrypto } : {});
-  for (const [name, data] of Object.entries(entries)) await writer.add(name, new Uint8ArrayReader(new Uint8Array(data)));
-  const blob = await writer.close();
-  return Buffer.from(await blob.arrayBuffer());
-}
+export { makeZip } from '../src/scanners/testing.ts';
 
 export async function makeTarGz(entries: Record<string, Buffer>): Promise<Buffer> {
   const pack = tar.pack();

@@ -16,8 +16,8 @@ import vm from 'node:vm';
 import { configure, Uint8ArrayReader, Uint8ArrayWriter, ZipWriter } from '@zip.js/zip.js';
 import pino from 'pino';
 import { limitsSchema } from '../config/schema.ts';
-import { eicar } from '../scanners/testing.ts';
 import { EngineUnavailableError } from '../scanners/types.ts';
+import { CLAMD_BINARY, eicar, makeZip, requireClamd } from '../scanners/testing.ts';
 import {
   ClamdClient,
   formatClamdEndpoint,
@@ -29,21 +29,9 @@ import { ManagedClamd } from './clamd-manager.ts';
 
 configure({ useWebWorkers: false });
 
-const CLAMD = '/usr/sbin/clamd';
 const MiB = 1024 * 1024;
 
-function requireClamd(): void {
-  assert.ok(
-    fs.existsSync(CLAMD),
-    `clamd not found at ${CLAMD}: the ClamAV tests need a real clamd (Debian: apt-get install clamav-daemon)`,
-  );
-}
 
-async function zip(entries: Record<string, Uint8Array>, opts: { password?: string } = {}): Promise<Buffer> {
-  const w = new ZipWriter(new Uint8ArrayWriter(), opts.password ? { password: opts.password } : {});
-  for (const [name, data] of Object.entries(entries)) await w.add(name, new Uint8ArrayReader(data));
-  return Buffer.from(await w.close());
-}
 
 /**
  * `total` bytes made only as fast as they are read: a pattern stamped with a random tag and the
@@ -121,8 +109,8 @@ describe('ClamdClient against a real clamd', () => {
   before(async () => {
     requireClamd();
     const log = pino({ level: 'silent' });
-    clamd = new ManagedClamd({ dataDir, binary: CLAMD, log });
-    small = new ManagedClamd({ dataDir: smallDir, binary: CLAMD, log, limits: limitsSchema.parse({ maxFileSize: MiB }) });
+    clamd = new ManagedClamd({ dataDir, binary: CLAMD_BINARY, log });
+    small = new ManagedClamd({ dataDir: smallDir, binary: CLAMD_BINARY, log, limits: limitsSchema.parse({ maxFileSize: MiB }) });
     await Promise.all([clamd.start(), small.start()]);
     client = new ClamdClient(clamd.endpoint);
   });
@@ -164,9 +152,9 @@ describe('ClamdClient against a real clamd', () => {
   });
 
   test('EICAR inside a zip, and inside a zip inside a zip', async () => {
-    const inner = await zip({ 'eicar.com': eicar(), 'readme.txt': Buffer.from('hello') });
+    const inner = await makeZip({ 'eicar.com': eicar(), 'readme.txt': Buffer.from('hello') });
     assert.equal((await client.instream(inner)).signature, 'Verdict.Test.EICAR.UNOFFICIAL');
-    const outer = await zip({ 'docs/inner.zip': inner });
+    const outer = await makeZip({ 'docs/inner.zip': inner });
     assert.equal((await client.instream(outer)).signature, 'Verdict.Test.EICAR.UNOFFICIAL');
   });
 

@@ -12,7 +12,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { loadConfig } from '../config/load.ts';
 import { limitsSchema } from '../config/schema.ts';
-import { eicar } from '../scanners/testing.ts';
+import { CLAMD_BINARY, eicar, requireClamd } from '../scanners/testing.ts';
 import { EngineUnavailableError } from '../scanners/types.ts';
 import { ClamdClient } from './clamd-client.ts';
 import {
@@ -26,15 +26,8 @@ import {
   resolveClamd,
 } from './clamd-manager.ts';
 
-const CLAMD = '/usr/sbin/clamd';
 const silent = pino({ level: 'silent' });
 
-function requireClamd(): void {
-  assert.ok(
-    fs.existsSync(CLAMD),
-    `clamd not found at ${CLAMD}: the ClamAV tests need a real clamd (Debian: apt-get install clamav-daemon)`,
-  );
-}
 
 function tempDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'vclamd-'));
@@ -106,7 +99,7 @@ describe('ManagedClamd', () => {
     fs.writeFileSync(path.join(systemDb, 'freshclam.dat'), 'not a database');
     clamd = new ManagedClamd({
       dataDir,
-      binary: CLAMD,
+      binary: CLAMD_BINARY,
       systemDbDir: systemDb,
       log: silent,
       restartDelayMs: 50,
@@ -178,7 +171,7 @@ describe('ManagedClamd start, stop and failures', () => {
 
   test('stop ends clamd and removes the socket', async () => {
     const dataDir = tempDir();
-    const clamd = new ManagedClamd({ dataDir, binary: CLAMD, log: silent });
+    const clamd = new ManagedClamd({ dataDir, binary: CLAMD_BINARY, log: silent });
     try {
       await clamd.start();
       const pid = clamd.pid!;
@@ -196,13 +189,13 @@ describe('ManagedClamd start, stop and failures', () => {
 
   test('a clamd left over from a killed Verdict is ended before ours starts', async () => {
     const dataDir = tempDir();
-    const first = new ManagedClamd({ dataDir, binary: CLAMD, log: silent });
-    const second = new ManagedClamd({ dataDir, binary: CLAMD, log: silent, stopGraceMs: 2_000 });
+    const first = new ManagedClamd({ dataDir, binary: CLAMD_BINARY, log: silent });
+    const second = new ManagedClamd({ dataDir, binary: CLAMD_BINARY, log: silent, stopGraceMs: 2_000 });
     try {
       await first.start();
       await first.stop();
       // What a crashed Verdict leaves behind: a clamd on our config that nobody supervises.
-      const orphan = spawn(CLAMD, [`--config-file=${first.paths.conf}`], { stdio: 'ignore' });
+      const orphan = spawn(CLAMD_BINARY, [`--config-file=${first.paths.conf}`], { stdio: 'ignore' });
       const client = new ClamdClient(first.endpoint);
       await until('the orphan clamd', () => client.ping().then(() => true, () => false));
       await second.start();
@@ -220,7 +213,7 @@ describe('ManagedClamd start, stop and failures', () => {
     const dataDir = tempDir();
     const sigs = tempDir();
     fs.writeFileSync(path.join(sigs, 'broken.ndb'), 'this is not a signature\n');
-    const clamd = new ManagedClamd({ dataDir, binary: CLAMD, signaturesDir: sigs, log: silent });
+    const clamd = new ManagedClamd({ dataDir, binary: CLAMD_BINARY, signaturesDir: sigs, log: silent });
     try {
       await assert.rejects(clamd.start(), /clamd exited with code \d+: .*(malformed|error)/i);
       assert.equal(clamd.status().state, 'failed');
@@ -235,7 +228,7 @@ describe('ManagedClamd start, stop and failures', () => {
   test('no database at all is refused before clamd runs', async () => {
     const dataDir = tempDir();
     const empty = tempDir();
-    const clamd = new ManagedClamd({ dataDir, binary: CLAMD, signaturesDir: empty, systemDbDir: path.join(empty, 'none'), log: silent });
+    const clamd = new ManagedClamd({ dataDir, binary: CLAMD_BINARY, signaturesDir: empty, systemDbDir: path.join(empty, 'none'), log: silent });
     try {
       await assert.rejects(clamd.start(), /no signature files/);
       assert.equal(clamd.status().state, 'failed');
@@ -285,7 +278,7 @@ describe('resolveClamd (the clamd option)', () => {
   });
 
   test('auto with the binary: a managed clamd, then an external one on its socket', async () => {
-    const managed = await resolveClamd(config({ clamd: 'auto', clamdBinary: CLAMD }), silent);
+    const managed = await resolveClamd(config({ clamd: 'auto', clamdBinary: CLAMD_BINARY }), silent);
     try {
       assert.equal(managed.mode, 'managed');
       assert.deepEqual(managed.endpoint, { socket: path.join(dataDir, 'clamav', 'clamd.sock') });

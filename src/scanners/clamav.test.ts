@@ -17,26 +17,14 @@ import { ClamdClient } from '../engines/clamd-client.ts';
 import { ManagedClamd } from '../engines/clamd-manager.ts';
 import { heuristic } from '../verdict/heuristics.ts';
 import { clamavScanner, findingFor } from './clamav.ts';
-import { eicar, initScanner, runScanner, sampleInfo } from './testing.ts';
+import { CLAMD_BINARY, eicar, initScanner, makeZip, requireClamd, runScanner, sampleInfo } from './testing.ts';
 import { EngineUnavailableError, ScannerDisabled } from './types.ts';
 
 configure({ useWebWorkers: false });
 
-const CLAMD = '/usr/sbin/clamd';
 const MiB = 1024 * 1024;
 
-function requireClamd(): void {
-  assert.ok(
-    fs.existsSync(CLAMD),
-    `clamd not found at ${CLAMD}: the ClamAV tests need a real clamd (Debian: apt-get install clamav-daemon)`,
-  );
-}
 
-async function zip(entries: Record<string, Uint8Array>, opts: { password?: string; level?: number } = {}): Promise<Buffer> {
-  const w = new ZipWriter(new Uint8ArrayWriter(), { ...(opts.password ? { password: opts.password } : {}), ...(opts.level !== undefined ? { level: opts.level } : {}) });
-  for (const [name, data] of Object.entries(entries)) await w.add(name, new Uint8ArrayReader(data));
-  return Buffer.from(await w.close());
-}
 
 const unique = (label: string): Buffer => Buffer.from(`${label} ${crypto.randomUUID()}\n`);
 
@@ -87,8 +75,8 @@ describe('clamav scanner against a real clamd', () => {
   before(async () => {
     requireClamd();
     const log = pino({ level: 'silent' });
-    clamd = new ManagedClamd({ dataDir, binary: CLAMD, log });
-    small = new ManagedClamd({ dataDir: smallDir, binary: CLAMD, log, limits: limitsSchema.parse({ maxFileSize: MiB }) });
+    clamd = new ManagedClamd({ dataDir, binary: CLAMD_BINARY, log });
+    small = new ManagedClamd({ dataDir: smallDir, binary: CLAMD_BINARY, log, limits: limitsSchema.parse({ maxFileSize: MiB }) });
     await Promise.all([clamd.start(), small.start()]);
   });
 
@@ -109,8 +97,8 @@ describe('clamav scanner against a real clamd', () => {
   });
 
   test('EICAR inside a zip, inside a zip', async () => {
-    const inner = await zip({ 'eicar.com': eicar(), 'notes.txt': unique('notes') });
-    const outer = await zip({ 'inner.zip': inner, 'other.txt': unique('other') });
+    const inner = await makeZip({ 'eicar.com': eicar(), 'notes.txt': unique('notes') });
+    const outer = await makeZip({ 'inner.zip': inner, 'other.txt': unique('other') });
     for (const [name, data] of [['inner.zip', inner], ['outer.zip', outer]] as const) {
       const r = await scan(data, name);
       assert.deepEqual(r.heuristics, ['AV_DETECTION'], name);
@@ -120,11 +108,11 @@ describe('clamav scanner against a real clamd', () => {
 
   test('clean content has no evidence', async () => {
     assert.deepEqual((await scan(unique('hello'), 'hello.txt')).evidence, []);
-    assert.deepEqual((await scan(await zip({ 'a.txt': unique('a') }), 'a.zip')).evidence, []);
+    assert.deepEqual((await scan(await makeZip({ 'a.txt': unique('a') }), 'a.zip')).evidence, []);
   });
 
   test('an encrypted zip is partial (clamd cannot look inside), not malicious', async () => {
-    const locked = await zip({ 'secret.txt': unique('secret') }, { password: 'infected' });
+    const locked = await makeZip({ 'secret.txt': unique('secret') }, { password: 'infected' });
     const r = await scan(locked, 'locked.zip');
     assert.deepEqual(r.heuristics, ['AV_ENCRYPTED']);
     assert.match(String(r.evidence[0].details), /Heuristics\.Encrypted\.Zip/);

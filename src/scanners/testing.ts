@@ -16,6 +16,10 @@ import { digestBuffer } from './hashes.ts';
 import { DETECT_HEAD_BYTES, detectType } from './file-type.ts';
 import type { ChildSpec, ChildRefusal, Finding, SampleInfo, Scanner, ScannerInitContext } from './types.ts';
 import { loadConfig } from '../config/load.ts';
+import assert from 'node:assert/strict';
+import { configure, Uint8ArrayReader, Uint8ArrayWriter, ZipWriter } from '@zip.js/zip.js';
+
+configure({ useWebWorkers: false });
 
 export interface RunOptions {
   name?: string;
@@ -84,4 +88,21 @@ export async function runScanner(scanner: Scanner, data: Buffer, opts: RunOption
 /** The EICAR test file, assembled at run time so the repository holds no detectable copy. */
 export function eicar(): Buffer {
   return Buffer.from(['X5O!P%@AP[4\\PZX54(P^)7CC)7}$', 'EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*'].join(''), 'latin1');
+}
+
+/** A zip built in memory; `password` encrypts with AES, or ZipCrypto with `zipCrypto`. */
+export async function makeZip(entries: Record<string, Uint8Array>, opts: { password?: string; zipCrypto?: boolean; level?: number } = {}): Promise<Buffer> {
+  const w = new ZipWriter(new Uint8ArrayWriter(), {
+    ...(opts.password ? { password: opts.password, zipCrypto: opts.zipCrypto } : {}),
+    ...(opts.level !== undefined ? { level: opts.level } : {}),
+  });
+  for (const [name, data] of Object.entries(entries)) await w.add(name, new Uint8ArrayReader(data));
+  return Buffer.from(await w.close());
+}
+
+export const CLAMD_BINARY = '/usr/sbin/clamd';
+
+/** Fails (never skips) a test that needs Debian's clamd when it is not installed. */
+export function requireClamd(): void {
+  assert.ok(fs.existsSync(CLAMD_BINARY), `clamd not found at ${CLAMD_BINARY}: the ClamAV tests need a real clamd (Debian: apt-get install clamav-daemon)`);
 }
