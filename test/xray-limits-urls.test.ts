@@ -133,3 +133,31 @@ test('a token over its request budget gets 429 with Retry-After, other tokens do
     await t.close();
   }
 });
+
+test('malformed bodies are 400 naming the problem, never a server error', async () => {
+  const post = (headers: Record<string, string>, body: string) => v.api('POST', '/api/v1/files/', { headers, body });
+  const cases: [Record<string, string>, string][] = [
+    [{ 'content-type': 'application/json' }, '{bad json'],
+    [{ 'content-type': 'application/json' }, '[1,2]'],
+    [{ 'content-type': 'text/plain' }, 'hello'],
+    [{ 'content-type': 'multipart/form-data; boundary=XYZ' }, '--XYZ\r\nContent-Disposition: form-data; name="data"; filename="a"\r\n\r\nabc'],
+    [{ 'content-type': 'multipart/form-data' }, 'garbage'],
+    [{ 'content-type': 'application/json' }, JSON.stringify({ name: 'x', data: { nested: true } })],
+    [{ 'content-type': 'application/json' }, JSON.stringify({ name: 'x', data: '%%%not base64%%%' })],
+  ];
+  for (const [headers, body] of cases) {
+    const res = await post(headers, body);
+    const text = await res.text();
+    assert.equal(res.status, 400, `${JSON.stringify(headers)} ${body.slice(0, 40)} → ${res.status} ${text}`);
+    assert.ok(JSON.parse(text).detail, text);
+  }
+  const two = new FormData();
+  two.set('name', 'x');
+  two.append('data', new Blob([Buffer.from('a')]), 'a');
+  two.append('data', new Blob([Buffer.from('b')]), 'b');
+  const res = await v.api('POST', '/api/v1/files/', { body: two });
+  assert.equal(res.status, 400);
+  assert.match(((await res.json()) as any).detail, /one file/);
+  const incoming = path.join(v.dataDir, 'blobs', '.incoming');
+  assert.deepEqual(fs.readdirSync(incoming), [], 'nothing half-written is left');
+});

@@ -118,10 +118,24 @@ export class CallbackDeliverer {
     }
   }
 
-  /** Stops after the current batch (pending callbacks stay in the outbox for the next start). */
-  async close(): Promise<void> {
+  /**
+   * Stops the loop, then makes one last pass over the callbacks that are due (finished scans
+   * whose callback has not gone out yet), bounded by `graceMs`. Whatever is still pending stays
+   * in the outbox for the next start.
+   */
+  async close(graceMs = 5_000): Promise<void> {
     this.running = false;
     this.wakeUp?.();
     await this.loopDone;
+    const due = await this.deps.store.claimCallbacks(Date.now(), this.deps.config.callbackTimeoutMs * 3, 100).catch(() => []);
+    if (due.length === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(due.map((c) => this.deliver(c))),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, graceMs);
+      }),
+    ]);
+    clearTimeout(timer);
   }
 }

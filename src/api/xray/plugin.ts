@@ -73,7 +73,7 @@ export async function xrayPlugin(app: FastifyInstance, opts: XrayOptions): Promi
     const header = req.headers.authorization;
     const m = header ? /^(?:Token|Bearer)\s+(\S+)\s*$/i.exec(header) : null;
     req.principal = await service.authenticate(m?.[1]);
-    service.throttle(req.principal);
+    await service.throttle(req.principal);
   };
 
   app.get('/v1/health_check', async () => opts.health());
@@ -194,12 +194,16 @@ function callbackOf(fields: Record<string, unknown>): CallbackRequest | undefine
 async function bodyFields(req: FastifyRequest): Promise<Record<string, unknown>> {
   if (req.isMultipart()) {
     const fields: Record<string, unknown> = {};
-    for await (const part of req.parts()) {
-      if (part.type === 'file') {
-        part.file.resume();
-        throw invalid(part.fieldname, 'a file is not expected here');
+    try {
+      for await (const part of req.parts()) {
+        if (part.type === 'file') {
+          part.file.resume();
+          throw invalid(part.fieldname, 'a file is not expected here');
+        }
+        fields[part.fieldname] = part.value;
       }
-      fields[part.fieldname] = part.value;
+    } catch (e) {
+      throw multipartError(e);
     }
     return fields;
   }
@@ -252,7 +256,7 @@ async function submitMultipart(req: FastifyRequest, service: ScanService) {
     return await service.acceptStoredBlob(r, stored);
   } catch (e) {
     if (stored) await service.discardBlob(stored.digests.sha256).catch(() => {});
-    throw e;
+    throw multipartError(e);
   }
 }
 
@@ -277,6 +281,20 @@ async function submitFromFields(req: FastifyRequest, service: ScanService, field
   }
   if (sources[0] === 'download_link') return service.submitDownload(r, str(fields.download_link)!);
   return service.submitStoredPath(r, str(fields.path)!);
+}
+
+/**
+ * Errors while reading a multipart body: the client's malformed body or exceeded part limits
+ * are its fault (400; too large stays 413); system errors (disk full...) stay server errors.
+ */
+function multipartError(e: unknown): unknown {
+  if (e instanceof VerdictError) return e;
+  const err = e as { code?: string; message?: string; syscall?: string };
+  if (err.code === 'FST_REQ_FILE_TOO_LARGE') return e;
+  if (err.code === 'FST_FILES_LIMIT') return invalid('data', 'only one file per request');
+  if (err.code === 'FST_FIELDS_LIMIT' || err.code === 'FST_PARTS_LIMIT') return invalid('body', 'too many form fields');
+  if (err.syscall || (typeof err.code === 'string' && /^E[A-Z]+$/.test(err.code))) return e;
+  return invalid('body', `malformed multipart body: ${err.message ?? String(e)}`);
 }
 
 function nameFromLink(link: string): string | undefined {
