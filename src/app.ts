@@ -10,7 +10,7 @@ import pino, { type Logger } from 'pino';
 import type { Config } from './config/schema.ts';
 import { openSqlite, type OpenDatabase } from './store/database.ts';
 import { Store } from './store/store.ts';
-import { LocalBlobStore } from './store/blobs.ts';
+import { LocalBlobStore, type BlobStore } from './store/blobs.ts';
 import { DbQueue } from './queue/db-queue.ts';
 import { WorkerPool } from './queue/worker-pool.ts';
 import { Engine } from './engine/engine.ts';
@@ -21,6 +21,18 @@ import { CallbackDeliverer } from './callbacks/outbox.ts';
 import { Metrics } from './ops/metrics.ts';
 import { resolveClamd } from './engines/clamd-manager.ts';
 import { xrayPlugin, xrayCallbackFormat } from './api/xray/plugin.ts';
+import { cssPlugin } from './api/css/plugin.ts';
+import { CssService } from './service/css-service.ts';
+import { Storages } from './store/storages.ts';
+import { EgressGuard } from './net/egress-guard.ts';
+import { OrgService } from './service/org-service.ts';
+import { UserService } from './service/users.ts';
+import { SensorService } from './service/sensor-service.ts';
+import { createKataServer } from './api/kata/server.ts';
+import { ListsService } from './service/lists-service.ts';
+import { AnalystService } from './service/analyst-service.ts';
+import { QuarantineService } from './service/quarantine.ts';
+import { SearchService } from './service/search-service.ts';
 
 export interface VerdictOptions {
   log?: Logger;
@@ -32,6 +44,16 @@ export interface Verdict {
   config: Config;
   http: FastifyInstance;
   service: ScanService;
+  /** Allow/block lists (entries, and the per-organization list policy). */
+  lists: ListsService;
+  /** Verdict changes, investigations, organization investigation webhooks. */
+  analyst: AnalystService;
+  /** Quarantine state and release (install the email gateway's releaser with setReleaser). */
+  quarantine: QuarantineService;
+  /** KATA sensors and integration requests. */
+  sensors: SensorService;
+  /** Base URL of the KATA listener (https, client certificates) once listening, when configured. */
+  readonly kataUrl?: string;
   store: Store;
   metrics: Metrics;
   log: Logger;
@@ -53,10 +75,16 @@ export async function createVerdict(config: Config, opts: VerdictOptions = {}): 
 
   let database: OpenDatabase | undefined;
   let clamd: Awaited<ReturnType<typeof resolveClamd>> | undefined;
+  let storages: Storages | undefined;
   try {
     database = await openSqlite({ file: path.join(config.dataDir, 'verdict.db') });
     const store = new Store(database.db);
-    const blobs = new LocalBlobStore(path.join(config.dataDir, 'blobs'));
+    const localBlobs = new LocalBlobStore(path.join(config.dataDir, 'blobs'));
+    // named storages: `local` (the directory store above) and the S3 storages of the configuration
+    storages = new Storages(localBlobs, config.storages, { guard: new EgressGuard({ allow: config.egressAllow, deny: config.egressDeny }), tmpDir: tmpRoot });
+    // where samples are kept: the local directory (embedded) or a named S3 storage (scale)
+    const blobs: BlobStore = config.blobStorage === 'local' ? localBlobs : storages.s3(config.blobStorage)!;
+    if (!blobs) throw new Error(`blobStorage: no storage named ${config.blobStorage} (configured: local, ${storages.names().join(', ')})`);
     const queue = new DbQueue(database.db);
     const metrics = new Metrics();
 
@@ -73,10 +101,16 @@ export async function createVerdict(config: Config, opts: VerdictOptions = {}): 
         if (run.status !== 'ok') metrics.engineFailures.inc({ engine: run.scanner, status: run.status });
       },
     });
-    const service = new ScanService({ config, store, blobs, queue, log, metrics });
+    const service = new ScanService({ config, store, blobs, queue, log, metrics, storages });
+    const orgs = new OrgService(store);
+    const users = new UserService(store);
     const { token: firstToken } = await service.bootstrap();
     const deliverer = new CallbackDeliverer({ config, store, log, metrics });
-    const runner = new ScanRunner({ config, store, blobs, engine, log, metrics, formatters: xrayCallbackFormat, onFinished: () => deliverer.notify() });
+    const analyst = new AnalystService({ store, scans: service, log, metrics, onOutbox: () => deliverer.notify() });
+    const quarantine = new QuarantineService({ analyst, log, metrics });
+    const lists = new ListsService({ store });
+    const sensors = new SensorService({ config, store, scans: service, log });
+    const runner = new ScanRunner({ config, store, blobs, engine, log, metrics, formatters: xrayCallbackFormat, onFinished: () => deliverer.notify(), lists });
     const runWorkers = opts.workers ?? config.workers > 0;
     const pool = new WorkerPool({ queue, concurrency: runWorkers ? Math.max(1, config.workers) : 0, leaseMs: config.jobLeaseMs, log, process: (job, signal) => runner.run(job, signal) });
 
@@ -120,6 +154,8 @@ export async function createVerdict(config: Config, opts: VerdictOptions = {}): 
     const http = Fastify({
       loggerInstance: log as unknown as FastifyBaseLogger,
       routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
+      // route schemas refuse unknown fields by name (DRF style) instead of dropping them silently
+      ajv: { customOptions: { removeAdditional: false, allowUnionTypes: true } },
       bodyLimit: Math.min(Math.ceil(config.limits.maxFileSize * 1.4) + 1024 * 1024, 256 * 1024 * 1024),
       requestIdHeader: 'x-request-id',
       genReqId: () => crypto.randomUUID(),
@@ -144,13 +180,25 @@ export async function createVerdict(config: Config, opts: VerdictOptions = {}): 
       const ready = h.status === 'on' && (!config.clamdRequired || h.hap === 'on');
       return reply.code(ready ? 200 : 503).send({ ready, ...h });
     });
-    await http.register(xrayPlugin, { service, health, publicUrl: config.publicUrl });
+    const search = new SearchService(store, { countLimit: config.searchCountLimit, incidentsHoldbackMs: config.incidentsHoldbackMs, siemDelayMs: config.siemDelayMs });
+    await http.register(xrayPlugin, { service, health, publicUrl: config.publicUrl, analyst, quarantine, lists, sensors, orgs, users, search });
+    const css = await CssService.create({ config, service, store, blobs, storages, users, log });
+    await http.register(cssPlugin, { css, service, health });
+    const kata = await createKataServer({ config, log, service, sensors, metrics, accepting: () => accepting });
+    let kataUrl: string | undefined;
 
     let closed = false;
     return {
       config,
       http,
       service,
+      lists,
+      analyst,
+      quarantine,
+      sensors,
+      get kataUrl() {
+        return kataUrl;
+      },
       store,
       metrics,
       log,
@@ -159,6 +207,7 @@ export async function createVerdict(config: Config, opts: VerdictOptions = {}): 
       health,
       async listen() {
         await http.listen({ host: config.host, port: config.port });
+        if (kata) kataUrl = await kata.listen();
         pool.start();
         deliverer.start();
         const addr = http.server.address();
@@ -171,14 +220,17 @@ export async function createVerdict(config: Config, opts: VerdictOptions = {}): 
         closed = true;
         accepting = false;
         await http.close();
+        await kata?.close();
         await pool.close(graceMs);
         await deliverer.close();
         await queue.close();
+        storages?.close();
         await clamd?.stop();
         await database?.close();
       },
     };
   } catch (e) {
+    storages?.close();
     await clamd?.stop().catch(() => {});
     await database?.close().catch(() => {});
     throw e;

@@ -16,6 +16,8 @@ import { DbQueue } from '../queue/db-queue.ts';
 import { ScanService, type Role } from '../service/scan-service.ts';
 import { VerdictError } from '../service/errors.ts';
 import { runScanCommand } from './scan.ts';
+import { runUserCommand } from './user.ts';
+import { runSensorCommand } from './sensor.ts';
 
 const USAGE = `usage: verdict <command> [options]
 
@@ -27,7 +29,12 @@ commands:
                                  1 something detected, 2 error
   org create NAME [--parent NAME]
   token create --org NAME [--role Administrator|Admin|Analyst|Viewer] [--name LABEL]
+  user create --org NAME --email E --name N [--role R] [--password]
+                                 add a user (--password: read from the first line of stdin)
+  user token --email E           a new API token acting as that user (shown once)
   config [--doc]                 print the effective configuration (or the option table)
+  sensor list [--state S] [--json] | sensor approve ID [--org NAME] | sensor reject ID
+                                 KATA sensors' integration requests
 
 Every option can also be set in verdict.config.json or as VERDICT_<OPTION> (see README).`;
 
@@ -42,6 +49,10 @@ async function main(argv: string[]): Promise<number> {
       return orgCommand(rest);
     case 'token':
       return tokenCommand(rest);
+    case 'user':
+      return runUserCommand(rest);
+    case 'sensor':
+      return runSensorCommand(rest);
     case 'config':
       return configCommand(rest);
     case undefined:
@@ -156,7 +167,7 @@ async function configCommand(args: string[]): Promise<number> {
       for (const k of p) d = (d as Record<string, unknown> | undefined)?.[k];
       if (p.join('.') === 'dataDir') d = './data';
       if (p.join('.') === 'workers') d = 'number of CPUs';
-      const shown = d === undefined ? '(unset)' : Array.isArray(d) ? d.join(',') || '(empty)' : String(d);
+      const shown = d === undefined ? '(unset)' : Array.isArray(d) ? d.join(',') || '(empty)' : typeof d === 'object' && d !== null ? (Object.keys(d).length ? JSON.stringify(d) : '(none)') : String(d);
       console.log(`| \`${p.join('.')}\` | \`${envName(p)}\` | \`${shown}\` | ${schema.description ?? ''} |`);
     }
     return 0;

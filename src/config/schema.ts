@@ -18,6 +18,32 @@ const bool = z.preprocess((v) => {
   return v;
 }, z.boolean());
 
+/** One named S3-compatible storage (`storages` option). */
+export const s3StorageSchema = z.object({
+  type: z.literal('s3'),
+  endpoint: z.string().url().optional(),
+  region: z.string().default('us-east-1'),
+  bucket: z.string().min(3),
+  accessKeyId: z.string().optional(),
+  secretAccessKey: z.string().optional(),
+  forcePathStyle: z.boolean().default(false),
+  /** Key prefix under which Verdict keeps its own blobs when this storage holds samples. */
+  prefix: z.string().default(''),
+});
+export type S3StorageConfig = z.infer<typeof s3StorageSchema>;
+const parseJsonOr = (v: string): unknown => {
+  if (v.trim() === '') return {};
+  try {
+    return JSON.parse(v);
+  } catch {
+    return v; // refused by the schema with a clear message
+  }
+};
+const storagesSchema = z.preprocess(
+  (v) => (typeof v === 'string' ? parseJsonOr(v) : v),
+  z.record(z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/).refine((n) => n !== 'local', 'the name local is Verdict\'s own store'), s3StorageSchema),
+);
+
 export const limitsSchema = z.object({
   maxFileSize: bytes.default(2 * 1024 ** 3).describe('Largest object accepted for scanning, in bytes (413 above it)'),
   maxDepth: z.coerce.number().int().min(0).default(8).describe('Deepest level of nested containers unpacked'),
@@ -32,6 +58,17 @@ export const limitsSchema = z.object({
   urlMaxRedirects: z.coerce.number().int().min(0).default(10).describe('Most redirects followed when fetching a URL'),
 });
 export type Limits = z.infer<typeof limitsSchema>;
+
+/** The KATA sensor listener (HTTPS with client certificates) and its limits. */
+export const kataSchema = z.object({
+  tlsCert: z.string().optional().describe('PEM file of the KATA listener\'s server certificate; the listener starts when tlsCert, tlsKey and clientCa are all set'),
+  tlsKey: z.string().optional().describe('PEM file of the KATA listener\'s private key'),
+  clientCa: z.string().optional().describe('PEM file of the CA(s) that sign sensors\' client certificates; other certificates are refused in the TLS handshake'),
+  host: z.string().optional().describe('Address the KATA listener binds (default: `host`)'),
+  port: z.coerce.number().int().min(0).max(65535).default(8443).describe('Port of the KATA listener (0 picks a free one)'),
+  maxInFlightPerSensor: z.coerce.number().int().positive().default(100).describe('Scans a KATA sensor may have queued or scanning before its submissions get 429'),
+  resultTimeoutMs: z.coerce.number().int().positive().default(3_600_000).describe('A KATA scan not finished this long after submission is reported in state `timeout`'),
+});
 
 export const configSchema = z.object({
   host: z.string().default('127.0.0.1').describe('Address the HTTP API listens on'),
@@ -52,14 +89,24 @@ export const configSchema = z.object({
   clamavSystemDbDir: z.string().default('/var/lib/clamav').describe('Folder of freshclam databases loaded into the managed clamd when present'),
   clamdRequired: bool.default(false).describe('Refuse to start when clamd cannot be started or reached'),
   yaraRulesDirs: list.default([]).describe('Extra folders of .yar/.yara rule files compiled with the bundled rules'),
+  fetchEmbeddedLinks: bool.default(false).describe('Also fetch URLs found inside scanned objects (links in pages, PDFs, documents, emails); they are always judged by the URL heuristics'),
   urlFetch: bool.default(true).describe('Fetch submitted URLs (through the egress guard) and scan their content'),
-  maxRequestsPerMinute: z.coerce.number().int().min(0).default(0).describe('Requests per token per minute before 429 with Retry-After (0: no limit; X-Ray\'s service uses 100)'),
+  maxRequestsPerMinute: z.coerce.number().int().min(0).default(100).describe('Requests per token per minute before 429 with Retry-After (0: no limit); an organization\'s `throttle_per_minute` setting overrides it'),
   callbackMaxAttempts: z.coerce.number().int().positive().default(12).describe('Callback delivery attempts before giving up'),
   callbackRetryBaseMs: z.coerce.number().int().positive().default(5_000).describe('First delay between callback attempts; doubles each time, capped at one hour'),
   callbackTimeoutMs: z.coerce.number().int().positive().default(10_000).describe('Timeout of one callback delivery'),
   scoreSuspicious: z.coerce.number().int().positive().default(300).describe('Score from which a scan is SUS'),
   scoreMalicious: z.coerce.number().int().positive().default(1000).describe('Score from which a scan is MAL'),
+  storages: storagesSchema.default({}).describe('Named S3-compatible storages as JSON: {"archive": {"type": "s3", "endpoint": "https://…", "region": "us-east-1", "bucket": "b", "accessKeyId": "…", "secretAccessKey": "…", "forcePathStyle": true}}; `local` is Verdict\'s own store'),
+  blobStorage: z.string().default('local').describe('Where submitted samples are kept: `local` (the data directory) or the name of an S3 storage of `storages` (scale mode)'),
+  cssTokenLifetimeS: z.coerce.number().int().positive().default(3600).describe('Lifetime of the access tokens `POST /api/Token` issues, in seconds'),
+  cssTokenSecret: z.string().min(32).optional().describe('HS256 key that signs CSS access tokens (default: a random key generated on first start and kept in the data directory)'),
+  cssWaitMs: z.coerce.number().int().positive().default(180_000).describe('How long `POST /api/Scan` waits for the verdict before answering 202 with a referenceId'),
+  searchCountLimit: z.coerce.number().int().min(1).default(1_000).describe('Scan search, incidents and SIEM pages count matches exactly up to this many; beyond, `count` is this number'),
+  incidentsHoldbackMs: z.coerce.number().int().min(0).default(900_000).describe('The incidents feed stops before an unfinished scan younger than this, so a client moving its cursor never skips it'),
+  siemDelayMs: z.coerce.number().int().min(0).default(5_000).describe('The SIEM export lists scans that finished at least this long ago, so one still being written is never skipped'),
   limits: limitsSchema.default(limitsSchema.parse({})),
+  kata: kataSchema.default(kataSchema.parse({})),
 });
 export type Config = z.infer<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;

@@ -158,7 +158,7 @@ export class Engine {
 
     const accepted = this.scanners.filter(({ scanner, state }) => {
       try {
-        return scanner.accepts(info, state);
+        return scanner.accepts(info, state, req.options);
       } catch {
         return false;
       }

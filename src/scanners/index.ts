@@ -13,6 +13,13 @@ import { gzipScanner } from './gzip.ts';
 import { bzip2Scanner } from './bzip2.ts';
 import { urlHeuristicsScanner } from './url-heuristics.ts';
 import { urlFetchScanner } from './url-fetch.ts';
+import { classificationScanner } from './classification.ts';
+import { pdfScanner } from './pdf.ts';
+import { scriptScanner } from './script.ts';
+import { htmlScanner } from './html.ts';
+import { oleScanner } from './ole.ts';
+import { ooxmlScanner } from './ooxml.ts';
+import { rtfScanner } from './rtf.ts';
 
 export const scanners = [
   fileTypeScanner,
@@ -24,6 +31,13 @@ export const scanners = [
   bzip2Scanner,
   urlHeuristicsScanner,
   urlFetchScanner,
+  classificationScanner,
+  pdfScanner,
+  scriptScanner,
+  htmlScanner,
+  oleScanner,
+  ooxmlScanner,
+  rtfScanner,
 ] as const satisfies readonly Scanner<any>[];
 
 export interface ScannerStatus {

@@ -108,6 +108,8 @@ export interface RequestOptions {
   passwords: string[];
   userAgent?: string;
   userLocation?: string;
+  /** Run data classification (PII and secrets) on text objects (CSS `/api/Classify...`). */
+  classify?: boolean;
 }
 
 export interface ScanContext {
@@ -164,6 +166,7 @@ export interface Scanner<State = unknown> {
   required?: boolean;
   /** One-time setup (compile rules, connect); its result is passed to every `scan()`. */
   init?(ictx: ScannerInitContext): Promise<State>;
-  accepts(info: SampleInfo, state: State): boolean;
+  /** `options` are the request's, for scanners that run only when asked (classification). */
+  accepts(info: SampleInfo, state: State, options?: RequestOptions): boolean;
   scan(input: ScanInput, ctx: ScanContext, state: State): Promise<ScanResult>;
 }

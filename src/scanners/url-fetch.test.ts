@@ -254,3 +254,13 @@ test('extractTitle: charsets, entities, no title', () => {
   assert.equal(extractTitle(Buffer.from('<meta charset="iso-8859-1"><TITLE lang=x>Caf\xe9</TITLE>', 'latin1')), 'Café');
   assert.equal(extractTitle(Buffer.from('<html><body>none</body></html>')), undefined);
 });
+
+test('links found inside objects are fetched only when fetchEmbeddedLinks is on', async () => {
+  const off = (await initScanner(urlFetchScanner, { config: loadConfig({ dataDir: os.tmpdir() }, {}) })) as never;
+  const on = (await initScanner(urlFetchScanner, { config: loadConfig({ dataDir: os.tmpdir(), fetchEmbeddedLinks: true }, {}) })) as never;
+  const submitted = sampleInfo(Buffer.alloc(0), 'u', 0, 'http://127.0.0.1:9/');
+  const link = { ...sampleInfo(Buffer.alloc(0), 'u', 1, 'http://127.0.0.1:9/'), relation: 'link' as const };
+  assert.equal(urlFetchScanner.accepts(submitted, off), true);
+  assert.equal(urlFetchScanner.accepts(link, off), false);
+  assert.equal(urlFetchScanner.accepts(link, on), true);
+});

@@ -48,6 +48,8 @@ import { ScannerDisabled, type Finding, type Scanner } from './types.ts';
 
 export interface UrlFetchState {
   guard: EgressGuard;
+  /** Also fetch URLs found inside objects (links in pages, PDFs, documents), not only submitted ones. */
+  fetchEmbeddedLinks: boolean;
 }
 
 export const DEFAULT_FETCH_USER_AGENT =
@@ -78,9 +80,11 @@ export const urlFetchScanner: Scanner<UrlFetchState> = {
   layer: 'url',
   async init(ictx) {
     if (!ictx.config.urlFetch) throw new ScannerDisabled('URL fetching is turned off (urlFetch: false)');
-    return { guard: new EgressGuard({ allow: ictx.config.egressAllow, deny: ictx.config.egressDeny }) };
+    return { guard: new EgressGuard({ allow: ictx.config.egressAllow, deny: ictx.config.egressDeny }), fetchEmbeddedLinks: ictx.config.fetchEmbeddedLinks };
   },
-  accepts: (info) => info.kind === 'url',
+  // Submitted URLs (and redirect targets) are fetched; links found inside objects only when the
+  // operator asks for it: fetching them can trigger one-time or unsubscribe links.
+  accepts: (info, state) => info.kind === 'url' && (info.relation !== 'link' || state.fetchEmbeddedLinks),
   async scan(input, ctx, state) {
     const parsed = parseSubmittedUrl(input.info.url ?? '');
     if (!parsed) {

@@ -30,6 +30,8 @@ export interface RunnerDeps {
   formatters: Record<string, CallbackFormatter>;
   /** Called after a scan is stored (wakes the callback deliverer). */
   onFinished?: (scanId: number) => void;
+  /** Applies the organization's allow/block lists to the finished report (ListsService). */
+  lists?: { applyToReport(scan: ScanRow, report: ObjectReport): Promise<ObjectReport> };
 }
 
 export class ScanRunner {
@@ -44,7 +46,7 @@ export class ScanRunner {
     const options = JSON.parse(scan.options) as ScanOptions;
     const finalAttempt = job.attempt >= config.jobMaxAttempts;
     const req = {
-      options: { passwords: [...(options.passwords ?? []), ...config.archivePasswords], userAgent: options.userAgent, userLocation: options.userLocation },
+      options: { passwords: [...(options.passwords ?? []), ...config.archivePasswords], userAgent: options.userAgent, userLocation: options.userLocation, classify: options.classify === true },
       signal,
       finalAttempt,
       log,
@@ -83,6 +85,9 @@ export class ScanRunner {
       await store.updateScan(scan.id, { status: 'error', error: message, finished_at: Date.now() });
       return { kind: 'done' };
     }
+
+    // allow/block lists decide on top of the engine's verdict (root outcome only)
+    if (this.deps.lists) report = await this.deps.lists.applyToReport(scan, report);
 
     const cb = scan.callback ? (JSON.parse(scan.callback) as CallbackRequest) : undefined;
     let callback;

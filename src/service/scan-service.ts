@@ -21,6 +21,9 @@ import { EgressGuard } from '../net/egress-guard.ts';
 import { safeFetch } from '../net/safe-fetch.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import { requirePermission, type Role } from './permissions.ts';
+import { LOCAL_STORAGE, type Storages } from '../store/storages.ts';
+import { ObjectNotFoundError } from '../store/s3-blobs.ts';
+import { MemoryRateLimiter, type RateLimiter } from './rate-limiter.ts';
 import { invalid, notFound, rateLimited, tooLarge, unauthenticated, upstream, VerdictError } from './errors.ts';
 
 export type { Role } from './permissions.ts';
@@ -31,6 +34,10 @@ export interface Principal {
   /** The organization and its descendants: what this token may see. */
   orgIds: number[];
   role: Role;
+  /** The user a user-based token acts for (undefined for an organization token). */
+  userId?: number;
+  /** The organization's own request budget per minute (setting `throttle_per_minute`), if set. */
+  throttlePerMinute?: number;
 }
 
 export interface CallbackRequest extends CallbackSpec {
@@ -52,6 +59,10 @@ export interface SubmitCommon {
 export interface SubmitFile extends SubmitCommon {
   name: string;
   password?: string;
+  /** Run data classification on the sample's text (CSS `/api/Classify...`). */
+  classify?: boolean;
+  /** Copy the sample to this named storage when it is found clean (CSS scan-and-upload). */
+  uploadTo?: { storage: string; key: string };
 }
 
 export interface SubmitUrl extends SubmitCommon {
@@ -71,6 +82,8 @@ export interface ScanOptions {
   passwords?: string[];
   userAgent?: string;
   userLocation?: string;
+  classify?: boolean;
+  uploadTo?: { storage: string; key: string };
 }
 
 export function hashToken(token: string): string {
@@ -88,16 +101,21 @@ export interface ServiceDeps {
   queue: JobQueue;
   log: Logger;
   metrics?: Metrics;
+  /** Named storages (`local` + the S3 storages of the `storages` option). */
+  storages?: Storages;
+  /** Counts requests per token (default: in this process's memory). */
+  rateLimiter?: RateLimiter;
 }
 
 export class ScanService {
   private readonly guard: EgressGuard;
   private readonly tmpDir: string;
-  private readonly windows = new Map<number, { start: number; count: number }>();
+  private readonly limiter: RateLimiter;
 
   constructor(private readonly deps: ServiceDeps) {
     this.guard = new EgressGuard({ allow: deps.config.egressAllow, deny: deps.config.egressDeny });
     this.tmpDir = path.join(deps.config.dataDir, 'tmp');
+    this.limiter = deps.rateLimiter ?? new MemoryRateLimiter();
     fs.mkdirSync(this.tmpDir, { recursive: true });
   }
 
@@ -128,30 +146,48 @@ export class ScanService {
     if (!row) throw unauthenticated('invalid token');
     const org = await this.deps.store.getOrg(row.org_id);
     if (!org || !org.active) throw unauthenticated('the token\'s organization is inactive');
+    // an inactive organization switches off its whole subtree
+    for (let p = org.parent_id, hops = 0; p !== null && hops < 64; hops++) {
+      const up = await this.deps.store.getOrg(p);
+      if (!up) break;
+      if (!up.active) throw unauthenticated('the token\'s organization is inactive (its parent organization is)');
+      p = up.parent_id;
+    }
+    let role = row.role as Role;
     if (row.user_id !== null) {
       const user = await this.deps.store.getUser(row.user_id);
       if (!user || !user.active) throw unauthenticated('the token\'s user is disabled');
+      role = user.role as Role; // a user token acts with the user's current role
     }
     // last_used_at is advisory: update at most once a minute per token
     if (!row.last_used_at || Date.now() - row.last_used_at > 60_000) await this.deps.store.touchToken(row.id);
-    return { tokenId: row.id, orgId: row.org_id, orgIds: await this.deps.store.orgSubtree(row.org_id), role: row.role as Role };
+    let throttlePerMinute: number | undefined;
+    try {
+      const t = (JSON.parse(org.settings) as { throttle_per_minute?: unknown }).throttle_per_minute;
+      if (typeof t === 'number' && Number.isInteger(t) && t >= 0) throttlePerMinute = t;
+    } catch {
+      // settings are written by OrgService as JSON; a damaged value falls back to the default
+    }
+    return {
+      tokenId: row.id,
+      orgId: row.org_id,
+      orgIds: await this.deps.store.orgSubtree(row.org_id),
+      role,
+      userId: row.user_id ?? undefined,
+      throttlePerMinute,
+    };
   }
 
   /**
-   * Per-token request budget (`maxRequestsPerMinute`, fixed one-minute windows, in this
-   * process's memory). Throws a rate_limited error carrying the seconds to wait.
+   * Per-token request budget: the organization's `throttle_per_minute` setting, else
+   * `maxRequestsPerMinute` (0: no limit), counted by the rate limiter in one-minute windows.
+   * Throws a rate_limited error carrying the seconds to wait.
    */
-  throttle(principal: Principal, now = Date.now()): void {
-    const limit = this.deps.config.maxRequestsPerMinute;
+  async throttle(principal: Principal, now = Date.now()): Promise<void> {
+    const limit = principal.throttlePerMinute ?? this.deps.config.maxRequestsPerMinute;
     if (limit <= 0) return;
-    let w = this.windows.get(principal.tokenId);
-    if (!w || now - w.start >= 60_000) {
-      w = { start: now, count: 0 };
-      this.windows.set(principal.tokenId, w);
-      if (this.windows.size > 10_000) for (const [k, v] of this.windows) if (now - v.start >= 60_000) this.windows.delete(k);
-    }
-    if (w.count >= limit) throw rateLimited(limit, Math.max(1, Math.ceil((w.start + 60_000 - now) / 1000)));
-    w.count++;
+    const d = await this.limiter.hit(`token:${principal.tokenId}`, limit, now);
+    if (!d.allowed) throw rateLimited(limit, d.retryAfterSeconds);
   }
 
   async createOrg(name: string, parentName?: string): Promise<OrgRow> {
@@ -246,7 +282,8 @@ export class ScanService {
    * Scans a blob already in Verdict's storage, named by its sha256 (or the `path` a callback
    * or scan detail gave). Only blobs of scans this principal can see are accepted.
    */
-  async submitStoredPath(req: SubmitFile, blobPath: string): Promise<ScanRow> {
+  async submitStoredPath(req: SubmitFile, blobPath: string, storage?: string): Promise<ScanRow> {
+    if (storage && storage !== LOCAL_STORAGE) return this.submitFromStorage(req, storage, blobPath);
     const orgId = this.targetOrg(req);
     const m = /([0-9a-f]{64})$/i.exec(blobPath.trim());
     if (!m) throw invalid('path', 'expected the sha256 of a stored sample (as given in a scan\'s path)');
@@ -264,9 +301,32 @@ export class ScanService {
     return this.acceptFile(req, orgId, digests, head);
   }
 
+  /**
+   * Scans the object `key` of a named S3 storage: streamed into the blob store (never held in
+   * memory), then accepted like an upload. `field` names the request field errors point at.
+   */
+  async submitFromStorage(req: SubmitFile, storage: string, key: string, signal?: AbortSignal, field = 'path'): Promise<ScanRow> {
+    this.targetOrg(req);
+    const s3 = this.deps.storages?.s3(storage);
+    if (!s3) throw invalid('storage', `no storage named ${storage} (configured: ${[LOCAL_STORAGE, ...(this.deps.storages?.names() ?? [])].join(', ')})`);
+    if (!key || key.length > 1024) throw invalid(field, 'an object key of 1 to 1024 characters is required');
+    let object;
+    try {
+      object = await s3.openKey(key, signal);
+    } catch (e) {
+      if (e instanceof ObjectNotFoundError) throw invalid(field, `no object ${key} in storage ${storage}`);
+      throw upstream(`storage ${storage}: ${(e as Error).message}`);
+    }
+    if (object.size > this.deps.config.limits.maxFileSize) {
+      object.stream.destroy();
+      throw tooLarge(this.deps.config.limits.maxFileSize);
+    }
+    return this.submitFile(req, object.stream, signal);
+  }
+
   private async acceptFile(req: SubmitFile, orgId: number, d: { md5: string; sha1: string; sha256: string; sha512: string; size: number }, head: Buffer): Promise<ScanRow> {
     const type = detectType(head);
-    const options: ScanOptions = { passwords: req.password ? [req.password] : [] };
+    const options: ScanOptions = { passwords: req.password ? [req.password] : [], ...(req.classify ? { classify: true } : {}), ...(req.uploadTo ? { uploadTo: req.uploadTo } : {}) };
     const row = await this.deps.store.insertScan(
       {
         org_id: orgId,

@@ -8,11 +8,19 @@ import type { Dialect } from './migrations/types.ts';
 import { initial } from './migrations/0001-initial.ts';
 import { users } from './migrations/0002-users.ts';
 import { scanFields } from './migrations/0003-scan-fields.ts';
+import { analystActions } from './migrations/0004-analyst-actions.ts';
+import { lists } from './migrations/0005-lists.ts';
+import { searchIndexes } from './migrations/0006-search-indexes.ts';
+import { kata } from './migrations/0007-kata.ts';
 
 const ALL: [string, (d: Dialect) => Migration][] = [
   ['0001_initial', initial],
   ['0002_users', users],
   ['0003_scan_fields', scanFields],
+  ['0004_analyst_actions', analystActions],
+  ['0005_lists', lists],
+  ['0006_search_indexes', searchIndexes],
+  ['0007_kata', kata],
 ];
 
 class StaticProvider implements MigrationProvider {

@@ -175,6 +175,109 @@ export interface CallbacksTable {
   delivered_at: number | null;
 }
 
+// 0004: analyst actions
+export interface VerdictChangesTable {
+  id: Generated<number>;
+  scan_id: number;
+  /** The scan's organization. */
+  org_id: number;
+  actor_org_id: number;
+  actor_token_id: number | null;
+  actor_user_id: number | null;
+  /** Who, as shown to users: `Name <email>` for a user's token, `token <name>` otherwise. */
+  actor: string;
+  kind: 'analyst' | 'quarantine_release';
+  old_verdict: string | null;
+  new_verdict: string;
+  engine_verdict: string | null;
+  comment: string | null;
+  is_fp: Generated<number>;
+  is_fn: Generated<number>;
+  created_at: number;
+}
+
+export interface InvestigationRequestsTable {
+  id: Generated<number>;
+  scan_id: number;
+  org_id: number;
+  actor_org_id: number;
+  actor_token_id: number | null;
+  actor_user_id: number | null;
+  actor: string;
+  option: string;
+  comment: string | null;
+  callback_id: number | null;
+  created_at: number;
+}
+
+export interface QuarantineItemsTable {
+  scan_id: number;
+  org_id: number;
+  state: 'quarantined' | 'releasing' | 'released';
+  reason: string | null;
+  quarantined_by: string;
+  quarantined_at: number;
+  claimed_at: number | null;
+  released_at: number | null;
+  released_by: string | null;
+  released_by_token_id: number | null;
+  marked_clean: Generated<number>;
+  release_detail: string | null;
+  release_attempts: Generated<number>;
+}
+
+export interface KataSensorsTable {
+  id: Generated<number>;
+  /** The sensorId the external system sends in the URL. */
+  sensor_id: string;
+  /** null while the integration request is pending. */
+  org_id: number | null;
+  state: 'pending' | 'approved' | 'rejected';
+  /** SHA-256 of the client certificate seen at first contact, lowercase hex. */
+  cert_fingerprint: string;
+  cert_subject: string | null;
+  /** JSON array of sensorInstanceId values seen. */
+  instance_ids: Generated<string>;
+  first_address: string | null;
+  created_at: number;
+  last_seen_at: number | null;
+  decided_by: string | null;
+  decided_at: number | null;
+}
+
+export interface KataScansTable {
+  id: Generated<number>;
+  sensor_row_id: number;
+  client_scan_id: string | null;
+  instance_id: string | null;
+  scan_id: number;
+  created_at: number;
+}
+
+/** 0005: allow/block list entries (one table for every list and target). */
+export interface ListEntriesTable {
+  id: Generated<number>;
+  /** The owner organization: the entry applies to its scans and its descendants'. */
+  org_id: number;
+  list_type: 'blacklist' | 'whitelist';
+  target: 'email' | 'ip' | 'url' | 'hash' | 'domain';
+  /** As entered (trimmed). */
+  value: string;
+  /** Comparable form (src/service/list-values.ts). */
+  norm: string;
+  /** Lookup key: sha256, address, host, domain, IP, or `*cidr`. */
+  match_key: string;
+  /** URL entries: 1 = the whole URL must be equal, 0 = prefix. */
+  exact: number;
+  comment: string;
+  /** "name <email>" of the user, or the organization token's label. */
+  created_by: string;
+  updated_by: string;
+  created_by_token_id: number | null;
+  created_at: number;
+  updated_at: number;
+}
+
 export interface Database {
   organizations: OrganizationsTable;
   api_tokens: ApiTokensTable;
@@ -184,6 +287,12 @@ export interface Database {
   evidence: EvidenceTable;
   jobs: JobsTable;
   callbacks: CallbacksTable;
+  verdict_changes: VerdictChangesTable;
+  investigation_requests: InvestigationRequestsTable;
+  quarantine_items: QuarantineItemsTable;
+  kata_sensors: KataSensorsTable;
+  kata_scans: KataScansTable;
+  list_entries: ListEntriesTable;
 }
 
 export type ScanRow = Selectable<ScansTable>;
@@ -196,4 +305,10 @@ export type TokenRow = Selectable<ApiTokensTable>;
 export type UserRow = Selectable<UsersTable>;
 export type JobRow = Selectable<JobsTable>;
 export type CallbackRow = Selectable<CallbacksTable>;
+export type ListEntryRow = Selectable<ListEntriesTable>;
+export type VerdictChangeRow = Selectable<VerdictChangesTable>;
+export type InvestigationRequestRow = Selectable<InvestigationRequestsTable>;
+export type QuarantineItemRow = Selectable<QuarantineItemsTable>;
 export type { ColumnType };
+export type KataSensorRow = Selectable<KataSensorsTable>;
+export type KataScanMapRow = Selectable<KataScansTable>;

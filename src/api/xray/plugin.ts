@@ -13,6 +13,20 @@ import type { StoredBlob } from '../../store/blobs.ts';
 import { callbackBody, completedJob, scanDetail, scanReport } from './mappers.ts';
 import { parseHttpUrl } from '../../service/scan-service.ts';
 import { baseUrl, checkFields, epochParam, intParam, jsonField, scanIdParam, str } from './params.ts';
+import { orgRoutes } from './org-routes.ts';
+import type { OrgService } from '../../service/org-service.ts';
+import type { UserService } from '../../service/users.ts';
+import { multipartDoc, registerOpenApi } from './openapi.ts';
+import { FOUNDATION, filesMultipartFields, urlsMultipartFields } from './schemas.ts';
+import { listsRoutes } from './lists-routes.ts';
+import type { ListsService } from '../../service/lists-service.ts';
+import { analystDetail, analystRoutes } from './analyst-routes.ts';
+import type { AnalystService } from '../../service/analyst-service.ts';
+import type { QuarantineService } from '../../service/quarantine.ts';
+import { kataSensorRoutes } from './kata-sensor-routes.ts';
+import type { SensorService } from '../../service/sensor-service.ts';
+import { searchRoutes } from './search-routes.ts';
+import type { SearchService } from '../../service/search-service.ts';
 
 /**
  * What the X-Ray routes need. Route files of other areas (search, lists, organizations...)
@@ -23,6 +37,19 @@ export interface XrayOptions {
   service: ScanService;
   health: () => Promise<{ hap: 'on' | 'off'; static: 'on' | 'off'; status: 'on' | 'off'; engines: Record<string, unknown> }>;
   publicUrl?: string;
+  /** Organizations and users (org-routes.ts). */
+  orgs?: OrgService;
+  users?: UserService;
+  /** Allow/block lists (lists-routes.ts). */
+  lists?: ListsService;
+  /** Verdict changes, investigations, and the analyst fields of the detail (analyst-routes.ts). */
+  analyst?: AnalystService;
+  /** Quarantine release (analyst-routes.ts). */
+  quarantine?: QuarantineService;
+  /** KATA sensors and integration requests (kata-sensor-routes.ts). */
+  sensors?: SensorService;
+  /** Scan search, incidents feed, SIEM export (search-routes.ts). */
+  search?: SearchService;
 }
 
 declare module 'fastify' {
@@ -36,7 +63,13 @@ export const xrayCallbackFormat = { xray: callbackBody };
 const PAGE_SIZE = 100;
 
 /** Route plugins of the other X-Ray areas: one import and one entry each. */
-const AREA_ROUTES: ((api: FastifyInstance, opts: XrayOptions) => Promise<void>)[] = [];
+const AREA_ROUTES: ((api: FastifyInstance, opts: XrayOptions) => Promise<void>)[] = [
+  orgRoutes,
+  listsRoutes,
+  analystRoutes,
+  kataSensorRoutes,
+  searchRoutes,
+];
 
 /** Fields X-Ray clients send that we accept (anything else is refused by name). */
 const FILE_FIELDS = new Set(['name', 'data', 'path', 'download_link', 'storage', 'file_password', 'callback_url', 'callback_params', 'callback_headers', 'original_file_path', 'sub_origin', 'organization_id']);
@@ -49,6 +82,10 @@ export async function xrayPlugin(app: FastifyInstance, opts: XrayOptions): Promi
   await app.register(multipart, {
     limits: { fileSize: maxFileSize, files: 1, fields: 50, fieldSize: base64Limit(maxFileSize), parts: 60 },
   });
+  // The OpenAPI document collects the routes registered after this line, with their schemas.
+  await registerOpenApi(app);
+  // Response schemas document; they must not filter or coerce what the mappers return.
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string; validation?: unknown }, req, reply) => {
     if (err instanceof VerdictError) {
@@ -58,6 +95,7 @@ export async function xrayPlugin(app: FastifyInstance, opts: XrayOptions): Promi
       if (err.field) body[err.field] = [err.message];
       return reply.code(err.status).send(body);
     }
+    if (Array.isArray(err.validation)) return sendValidationError(err as Error & { validation: AjvError[]; validationContext?: string }, reply);
     if (err.code === 'FST_REQ_FILE_TOO_LARGE' || err.statusCode === 413) {
       reply.header('connection', 'close');
       return reply.code(413).send({ detail: `the request is larger than the maximum of ${maxFileSize} bytes`, code: 'too_large' });
@@ -76,18 +114,18 @@ export async function xrayPlugin(app: FastifyInstance, opts: XrayOptions): Promi
     await service.throttle(req.principal);
   };
 
-  app.get('/v1/health_check', async () => opts.health());
+  app.get('/v1/health_check', { schema: FOUNDATION.health }, async () => opts.health());
 
   app.register(async (api) => {
     api.addHook('onRequest', authenticate);
 
-    api.post('/api/v1/files/', async (req, reply) => {
+    api.post('/api/v1/files/', { schema: FOUNDATION.files, config: multipartDoc(filesMultipartFields) }, async (req, reply) => {
       const row = req.isMultipart() ? await submitMultipart(req, service) : await submitBody(req, service);
       const cb = row.callback ? (JSON.parse(row.callback) as CallbackRequest) : undefined;
       return reply.send(cb && cb.params !== undefined && cb.params !== null ? { scan_id: row.id, callback_params: cb.params } : { scan_id: row.id });
     });
 
-    api.post('/api/v1/urls/', async (req, reply) => {
+    api.post('/api/v1/urls/', { schema: FOUNDATION.urls, config: multipartDoc(urlsMultipartFields) }, async (req, reply) => {
       const fields = await bodyFields(req);
       checkFields(fields, URL_FIELDS);
       const url = str(fields.path) ?? str(fields.url);
@@ -109,23 +147,24 @@ export async function xrayPlugin(app: FastifyInstance, opts: XrayOptions): Promi
 
     const detail = async (req: FastifyRequest<{ Params: { id: string } }>) => {
       const tree = await service.getTree(req.principal!, scanIdParam(req.params.id));
-      return scanDetail(tree, await service.getSiblings(tree.root));
+      const body = scanDetail(tree, await service.getSiblings(tree.root));
+      return opts.analyst ? { ...body, ...analystDetail(await opts.analyst.view(tree.root)) } : body;
     };
-    api.get('/api/v1/scans/list/:id/', detail);
-    api.get('/api/scans/:id', detail);
-    api.get('/api/v1/scans/:id/', detail);
+    api.get('/api/v1/scans/list/:id/', { schema: FOUNDATION.detail }, detail);
+    api.get('/api/scans/:id', { schema: FOUNDATION.detail }, detail);
+    api.get('/api/v1/scans/:id/', { schema: FOUNDATION.detail }, detail);
 
-    api.get('/api/v1/scans/report/:id', async (req: FastifyRequest<{ Params: { id: string }; Querystring: Record<string, unknown> }>) => {
+    api.get('/api/v1/scans/report/:id', { schema: FOUNDATION.report }, async (req: FastifyRequest<{ Params: { id: string }; Querystring: Record<string, unknown> }>) => {
       const tree = await service.getTree(req.principal!, scanIdParam(req.params.id));
       return scanReport(tree, req.query ?? {});
     });
 
-    api.get('/api/v1/scans/completed-jobs/', async (req: FastifyRequest<{ Querystring: Record<string, string | string[]> }>) => {
+    api.get('/api/v1/scans/completed-jobs/', { schema: FOUNDATION.completedJobs }, async (req: FastifyRequest<{ Querystring: Record<string, string | string[]> }>) => {
       const q = req.query;
       for (const k of Object.keys(q)) if (!['from', 'to', '_cursor', 'page_size'].includes(k)) throw invalid(k, 'unknown parameter');
       const from = epochParam(q.from, 'from');
       const to = epochParam(q.to, 'to');
-      const limit = q.page_size === undefined ? PAGE_SIZE : intParam(q.page_size, 'page_size', 1, 1000);
+      const limit = q.page_size === undefined ? PAGE_SIZE : intParam(String(q.page_size), 'page_size', 1, 1000);
       let after: { finishedAt: number; id: number } | undefined;
       if (q._cursor !== undefined) {
         const m = /^(\d+)_(\d+)$/.exec(String(q._cursor));
@@ -151,9 +190,41 @@ export async function xrayPlugin(app: FastifyInstance, opts: XrayOptions): Promi
       await service.deleteScan(req.principal!, scanIdParam(req.params.id));
       return reply.code(204).send();
     };
-    api.put('/api/v1/scans/delete_scan/:id/', del);
-    api.post('/api/v1/scans/delete_scan/:id/', del);
+    api.put('/api/v1/scans/delete_scan/:id/', { schema: FOUNDATION.deleteScan }, del);
+    api.post('/api/v1/scans/delete_scan/:id/', { schema: FOUNDATION.deleteScan }, del);
   });
+}
+
+interface AjvError {
+  keyword: string;
+  instancePath: string;
+  message?: string;
+  params: Record<string, unknown>;
+}
+
+/**
+ * A request that failed its route schema, in the DRF style: `{"<field>": [msg], "detail": msg}`.
+ * A malformed path parameter names nothing that exists: 404, as an unknown id.
+ */
+function sendValidationError(err: { validation: AjvError[]; validationContext?: string }, reply: FastifyReply) {
+  const e = err.validation[0];
+  const where = err.validationContext ?? 'body';
+  if (where === 'params') return reply.code(404).send({ detail: 'not found', code: 'not_found' });
+  let field: string;
+  let message: string;
+  if (e.keyword === 'required') {
+    field = String(e.params.missingProperty);
+    message = 'this field is required';
+  } else if (e.keyword === 'additionalProperties') {
+    field = String(e.params.additionalProperty);
+    message = where === 'querystring' ? 'unknown parameter' : 'unknown field';
+  } else {
+    field = e.instancePath.split('/').filter(Boolean)[0] ?? where;
+    message = e.message ?? 'invalid';
+    if (e.keyword === 'enum' && Array.isArray(e.params.allowedValues)) message = `expected one of ${e.params.allowedValues.map((v) => JSON.stringify(v)).join(', ')}`;
+  }
+  const text = `${field}: ${message}`;
+  return reply.code(400).send({ [field]: [text], detail: text, code: 'invalid' });
 }
 
 function base64Limit(maxFileSize: number): number {
@@ -280,7 +351,7 @@ async function submitFromFields(req: FastifyRequest, service: ScanService, field
     return service.submitFile(r, Readable.from([Buffer.from(text, 'base64')]));
   }
   if (sources[0] === 'download_link') return service.submitDownload(r, str(fields.download_link)!);
-  return service.submitStoredPath(r, str(fields.path)!);
+  return service.submitStoredPath(r, str(fields.path)!, str(fields.storage) || undefined);
 }
 
 /**
