@@ -19,8 +19,6 @@ import { startS3, type RunningS3 } from '../../test/s3rver.ts';
 
 interface Factory {
   name: string;
-  /** Is it big enough to test multipart uploads (slow on local disks too, so only where it matters)? */
-  multipart: boolean;
   setup(): Promise<{ store: BlobStore; teardown(): Promise<void> }>;
 }
 
@@ -30,7 +28,6 @@ const loopbackGuard = new EgressGuard({ allow: ['127.0.0.0/8'] });
 const factories: Factory[] = [
   {
     name: 'LocalBlobStore',
-    multipart: false,
     async setup() {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'verdict-blobs-'));
       return { store: new LocalBlobStore(dir), teardown: () => fsp.rm(dir, { recursive: true, force: true }) };
@@ -38,7 +35,6 @@ const factories: Factory[] = [
   },
   {
     name: 'S3BlobStore',
-    multipart: true,
     async setup() {
       const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'verdict-s3tmp-'));
       const store = new S3BlobStore(s3.storage('contract', 'samples/'), { guard: loopbackGuard, tmpDir });
