@@ -17,7 +17,7 @@
  */
 import fsp, { type FileHandle } from 'node:fs/promises';
 import * as zip from '@zip.js/zip.js';
-import { readAt } from './archive-common.ts';
+import { FileHandleReader } from './zip-reader.ts';
 import { ChildSink } from './ole.ts';
 import type { Finding, Scanner } from './types.ts';
 import { extractVbaProjects, openCompound, vbaFindings } from './vba.ts';
@@ -35,20 +35,6 @@ const MAX_RELS_PARTS = 2_000;
 /** Most URLs emitted as children. */
 const MAX_URL_CHILDREN = 20;
 
-class FileReader extends zip.Reader<FileHandle> {
-  constructor(
-    private readonly fh: FileHandle,
-    size: number,
-  ) {
-    super(fh);
-    this.size = size;
-  }
-
-  override async readUint8Array(index: number, length: number): Promise<Uint8Array> {
-    if (length > MAX_VBA_BYTES + 1024 * 1024) throw new Error(`read of ${length} bytes refused`);
-    return readAt(this.fh, index, Math.min(length, Math.max(0, this.size - index)));
-  }
-}
 
 class TooLarge extends Error {}
 
@@ -173,7 +159,7 @@ export const ooxmlScanner: Scanner = {
     const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(Math.max(1, ctx.deadline - Date.now()))]);
     try {
       const size = (await fh.stat()).size;
-      const zr = new zip.ZipReader(new FileReader(fh, size), { useWebWorkers: false, strictness: 'tolerant', filenameValidation: 'tolerant' });
+      const zr = new zip.ZipReader(new FileHandleReader(fh, size, MAX_VBA_BYTES + 1024 * 1024), { useWebWorkers: false, strictness: 'tolerant', filenameValidation: 'tolerant' });
       const entries: zip.FileEntry[] = [];
       try {
         for await (const e of zr.getEntriesGenerator()) {

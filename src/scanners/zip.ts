@@ -20,6 +20,7 @@ import {
   type MemberExtraction,
 } from './archive-common.ts';
 import type { Scanner } from './types.ts';
+import { FileHandleReader, ReadTooLarge } from './zip-reader.ts';
 
 zip.configure({ useWebWorkers: false });
 
@@ -29,25 +30,7 @@ export const MAX_ZIP_READ = 64 * 1024 * 1024;
 const LOCAL_HEADER = 0x04034b50;
 const DATA_DESCRIPTOR = 0x08074b50;
 
-class ReadTooLarge extends Error {
-  override name = 'ReadTooLarge';
-}
 
-/** A zip.js Reader over an open file: each read is a positioned read, nothing is cached. */
-class FileHandleReader extends zip.Reader<FileHandle> {
-  constructor(
-    private readonly fh: FileHandle,
-    size: number,
-  ) {
-    super(fh);
-    this.size = size;
-  }
-
-  override async readUint8Array(index: number, length: number): Promise<Uint8Array> {
-    if (length > MAX_ZIP_READ) throw new ReadTooLarge(`zip.js asked for ${length} bytes in one read`);
-    return readAt(this.fh, index, Math.min(length, Math.max(0, this.size - index)));
-  }
-}
 
 type Kind = 'invalid_password' | 'unsupported_compression' | 'unsupported_encryption' | 'other';
 
@@ -93,7 +76,7 @@ export const zipScanner: Scanner = {
 
 async function scanZip(session: ArchiveSession, fh: FileHandle, file: string, size: number): Promise<void> {
   const { ctx } = session;
-  const reader = new FileHandleReader(fh, size);
+  const reader = new FileHandleReader(fh, size, MAX_ZIP_READ);
   const zr = new zip.ZipReader(reader, {
     useWebWorkers: false,
     strictness: 'tolerant',
