@@ -14,10 +14,8 @@ import { Readable } from 'node:stream';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { configure, Uint8ArrayReader, Uint8ArrayWriter, ZipWriter } from '@zip.js/zip.js';
-import pino from 'pino';
-import { limitsSchema } from '../config/schema.ts';
 import { EngineUnavailableError } from '../scanners/types.ts';
-import { CLAMD_BINARY, eicar, makeZip, requireClamd } from '../scanners/testing.ts';
+import { eicar, makeZip, startTestClamds } from '../scanners/testing.ts';
 import {
   ClamdClient,
   formatClamdEndpoint,
@@ -99,26 +97,19 @@ describe('endpoint and reply parsing', () => {
 });
 
 describe('ClamdClient against a real clamd', () => {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vclamc-'));
-  const smallDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vclamc-small-'));
   let clamd: ManagedClamd;
-  /** A second clamd whose StreamMaxLength/MaxFileSize are 1 MiB. */
+  /** A second clamd whose size limits are 1 MiB. */
   let small: ManagedClamd;
   let client: ClamdClient;
+  let stopClamds: (() => Promise<void>) | undefined;
 
   before(async () => {
-    requireClamd();
-    const log = pino({ level: 'silent' });
-    clamd = new ManagedClamd({ dataDir, binary: CLAMD_BINARY, log });
-    small = new ManagedClamd({ dataDir: smallDir, binary: CLAMD_BINARY, log, limits: limitsSchema.parse({ maxFileSize: MiB }) });
-    await Promise.all([clamd.start(), small.start()]);
+    ({ clamd, small, stop: stopClamds } = await startTestClamds('vclamc'));
     client = new ClamdClient(clamd.endpoint);
   });
 
   after(async () => {
-    await Promise.all([clamd?.stop(), small?.stop()]);
-    fs.rmSync(dataDir, { recursive: true, force: true });
-    fs.rmSync(smallDir, { recursive: true, force: true });
+    await stopClamds?.();
   });
 
   test('PING, VERSION, RELOAD', async () => {

@@ -11,13 +11,11 @@ import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { configure, Uint8ArrayReader, Uint8ArrayWriter, ZipWriter } from '@zip.js/zip.js';
-import pino from 'pino';
-import { limitsSchema } from '../config/schema.ts';
 import { ClamdClient } from '../engines/clamd-client.ts';
 import { ManagedClamd } from '../engines/clamd-manager.ts';
 import { heuristic } from '../verdict/heuristics.ts';
 import { clamavScanner, findingFor } from './clamav.ts';
-import { CLAMD_BINARY, eicar, initScanner, makeZip, requireClamd, runScanner, sampleInfo } from './testing.ts';
+import { eicar, initScanner, makeZip, runScanner, sampleInfo, startTestClamds } from './testing.ts';
 import { EngineUnavailableError, ScannerDisabled } from './types.ts';
 
 configure({ useWebWorkers: false });
@@ -66,24 +64,17 @@ describe('clamav scanner: declaration and mapping', () => {
 });
 
 describe('clamav scanner against a real clamd', () => {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vclamav-'));
-  const smallDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vclamav-small-'));
   let clamd: ManagedClamd;
-  /** A clamd whose size limits are 1 MiB (limits.maxFileSize = 1 MiB). */
+  /** A second clamd whose size limits are 1 MiB. */
   let small: ManagedClamd;
+  let stopClamds: (() => Promise<void>) | undefined;
 
   before(async () => {
-    requireClamd();
-    const log = pino({ level: 'silent' });
-    clamd = new ManagedClamd({ dataDir, binary: CLAMD_BINARY, log });
-    small = new ManagedClamd({ dataDir: smallDir, binary: CLAMD_BINARY, log, limits: limitsSchema.parse({ maxFileSize: MiB }) });
-    await Promise.all([clamd.start(), small.start()]);
+    ({ clamd, small, stop: stopClamds } = await startTestClamds('vclamav'));
   });
 
   after(async () => {
-    await Promise.all([clamd?.stop(), small?.stop()]);
-    fs.rmSync(dataDir, { recursive: true, force: true });
-    fs.rmSync(smallDir, { recursive: true, force: true });
+    await stopClamds?.();
   });
 
   const scan = (data: Buffer, name = 'sample') => runScanner(clamavScanner, data, { name, init: { clamd: clamd.endpoint } });

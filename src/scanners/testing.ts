@@ -16,6 +16,7 @@ import { digestBuffer } from './hashes.ts';
 import { DETECT_HEAD_BYTES, detectType } from './file-type.ts';
 import type { ChildSpec, ChildRefusal, Finding, Relation, SampleInfo, Scanner, ScannerInitContext } from './types.ts';
 import { loadConfig } from '../config/load.ts';
+import { ManagedClamd } from '../engines/clamd-manager.ts';
 import assert from 'node:assert/strict';
 import { configure, Uint8ArrayReader, Uint8ArrayWriter, ZipWriter } from '@zip.js/zip.js';
 
@@ -212,4 +213,27 @@ export function packagerData(fileName: string, data: Buffer, sizePrefix = false)
     u32(temp.length), temp, u32(data.length), data,
   ]);
   return sizePrefix ? Buffer.concat([u32(body.length), body]) : body;
+}
+
+/**
+ * Two real managed clamds for engine tests: `clamd` with the default limits and `small` whose
+ * size limits are 1 MiB. Call `stop()` in an `after` hook.
+ */
+export async function startTestClamds(prefix: string): Promise<{ clamd: ManagedClamd; small: ManagedClamd; stop(): Promise<void> }> {
+  requireClamd();
+  const dirs = [fs.mkdtempSync(path.join(os.tmpdir(), `${prefix}-`)), fs.mkdtempSync(path.join(os.tmpdir(), `${prefix}-small-`))];
+  const log = pino({ level: 'silent' });
+  const clamd = new ManagedClamd({ dataDir: dirs[0], binary: CLAMD_BINARY, log });
+  const small = new ManagedClamd({ dataDir: dirs[1], binary: CLAMD_BINARY, log, limits: limitsSchema.parse({ maxFileSize: 1024 * 1024 }) });
+  const stop = async () => {
+    await Promise.all([clamd.stop(), small.stop()]);
+    for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+  };
+  try {
+    await Promise.all([clamd.start(), small.start()]);
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return { clamd, small, stop };
 }
