@@ -8,10 +8,14 @@ import crypto from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import type { Config } from './config/schema.ts';
-import { openSqlite, type OpenDatabase } from './store/database.ts';
+import { openDatabase, type OpenDatabase } from './store/database.ts';
 import { Store } from './store/store.ts';
 import { LocalBlobStore, type BlobStore } from './store/blobs.ts';
 import { DbQueue } from './queue/db-queue.ts';
+import { BullMqQueue } from './queue/bullmq-queue.ts';
+import type { JobQueue } from './queue/queue.ts';
+import { Redis } from 'ioredis';
+import { MemoryRateLimiter, RedisRateLimiter, type RateLimiter } from './service/rate-limiter.ts';
 import { WorkerPool } from './queue/worker-pool.ts';
 import { Engine } from './engine/engine.ts';
 import { initScanners, type ScannerStatus } from './scanners/index.ts';
@@ -27,17 +31,24 @@ import { Storages } from './store/storages.ts';
 import { EgressGuard } from './net/egress-guard.ts';
 import { OrgService } from './service/org-service.ts';
 import { UserService } from './service/users.ts';
-import { SensorService } from './service/sensor-service.ts';
+import { RedisUploadCounter, SensorService } from './service/sensor-service.ts';
 import { createKataServer } from './api/kata/server.ts';
 import { ListsService } from './service/lists-service.ts';
 import { AnalystService } from './service/analyst-service.ts';
 import { QuarantineService } from './service/quarantine.ts';
 import { SearchService } from './service/search-service.ts';
+import { closeSharedBrowsers } from './net/browser.ts';
+import { EmailGateway } from './gateway/gateway.ts';
 
 export interface VerdictOptions {
   log?: Logger;
   /** Run scan workers in this process (default: when config.workers > 0). */
   workers?: boolean;
+  /**
+   * Serve the API dialects (default). A `verdict worker` process sets false: it scans and
+   * delivers callbacks, and its HTTP port answers health, readiness and metrics only.
+   */
+  api?: boolean;
 }
 
 export interface Verdict {
@@ -54,7 +65,11 @@ export interface Verdict {
   sensors: SensorService;
   /** Base URL of the KATA listener (https, client certificates) once listening, when configured. */
   readonly kataUrl?: string;
+  /** Port of the SMTP gateway once listening, when `smtp.enabled`. */
+  readonly smtpPort?: number;
   store: Store;
+  /** Where samples are kept (the data directory, or S3 in the scale mode). */
+  blobs: BlobStore;
   metrics: Metrics;
   log: Logger;
   /** The administrator token created on this first start (undefined otherwise). */
@@ -76,8 +91,13 @@ export async function createVerdict(config: Config, opts: VerdictOptions = {}): 
   let database: OpenDatabase | undefined;
   let clamd: Awaited<ReturnType<typeof resolveClamd>> | undefined;
   let storages: Storages | undefined;
+  let queue: JobQueue | undefined;
+  let limiter: RateLimiter | undefined;
+  // one connection for the counters shared between processes (throttling, sensor uploads)
+  let sharedRedis: Redis | undefined;
+  const serveApi = opts.api ?? true;
   try {
-    database = await openSqlite({ file: path.join(config.dataDir, 'verdict.db') });
+    database = await openDatabase(config);
     const store = new Store(database.db);
     const localBlobs = new LocalBlobStore(path.join(config.dataDir, 'blobs'));
     // named storages: `local` (the directory store above) and the S3 storages of the configuration
@@ -85,7 +105,12 @@ export async function createVerdict(config: Config, opts: VerdictOptions = {}): 
     // where samples are kept: the local directory (embedded) or a named S3 storage (scale)
     const blobs: BlobStore = config.blobStorage === 'local' ? localBlobs : storages.s3(config.blobStorage)!;
     if (!blobs) throw new Error(`blobStorage: no storage named ${config.blobStorage} (configured: local, ${storages.names().join(', ')})`);
-    const queue = new DbQueue(database.db);
+    if (config.queue === 'bullmq' && !config.redisUrl) throw new Error('queue: bullmq needs redisUrl (or REDIS_URL)');
+    queue = config.queue === 'bullmq' ? new BullMqQueue({ url: config.redisUrl!, prefix: config.redisPrefix, leaseMs: config.jobLeaseMs }) : new DbQueue(database.db);
+    // throttling counters live where every API process sees them: Redis when there is one
+    const jobs = queue;
+    sharedRedis = config.redisUrl ? redisClient(config.redisUrl) : undefined;
+    limiter = sharedRedis ? new RedisRateLimiter(sharedRedis, config.redisPrefix) : new MemoryRateLimiter();
     const metrics = new Metrics();
 
     clamd = await resolveClamd(config, log);
@@ -93,7 +118,7 @@ export async function createVerdict(config: Config, opts: VerdictOptions = {}): 
     const scanners = await initScanners({ config, log, clamd: clamd.endpoint });
     const engine = new Engine(scanners.active, {
       limits: config.limits,
-      policy: { scoreSuspicious: config.scoreSuspicious, scoreMalicious: config.scoreMalicious },
+      policy: { scoreSuspicious: config.scoreSuspicious, scoreMalicious: config.scoreMalicious, scoreLikelySpam: config.scoreLikelySpam, scoreSpam: config.scoreSpam },
       log,
       tmpRoot,
       onRun: (run) => {
@@ -101,7 +126,7 @@ export async function createVerdict(config: Config, opts: VerdictOptions = {}): 
         if (run.status !== 'ok') metrics.engineFailures.inc({ engine: run.scanner, status: run.status });
       },
     });
-    const service = new ScanService({ config, store, blobs, queue, log, metrics, storages });
+    const service = new ScanService({ config, store, blobs, queue, log, metrics, storages, rateLimiter: limiter });
     const orgs = new OrgService(store);
     const users = new UserService(store);
     const { token: firstToken } = await service.bootstrap();
@@ -109,17 +134,31 @@ export async function createVerdict(config: Config, opts: VerdictOptions = {}): 
     const analyst = new AnalystService({ store, scans: service, log, metrics, onOutbox: () => deliverer.notify() });
     const quarantine = new QuarantineService({ analyst, log, metrics });
     const lists = new ListsService({ store });
-    const sensors = new SensorService({ config, store, scans: service, log });
+    const sensors = new SensorService({ config, store, scans: service, log, uploads: config.redisUrl ? new RedisUploadCounter(sharedRedis!, config.redisPrefix) : undefined });
     const runner = new ScanRunner({ config, store, blobs, engine, log, metrics, formatters: xrayCallbackFormat, onFinished: () => deliverer.notify(), lists });
     const runWorkers = opts.workers ?? config.workers > 0;
     const pool = new WorkerPool({ queue, concurrency: runWorkers ? Math.max(1, config.workers) : 0, leaseMs: config.jobLeaseMs, log, process: (job, signal) => runner.run(job, signal) });
 
-    // Nothing accepted is lost: a scan whose job vanished (crash between the two writes) gets one again.
-    for (const s of await store.unfinishedRootScans()) {
-      if (!(await queue.has(s.id))) {
-        log.warn({ scanId: s.id }, 're-queueing an accepted scan that had no job');
-        await queue.enqueue(s.id);
+    // Nothing accepted is lost: a scan whose job vanished (a crash between the two writes, or a
+    // Redis that lost its data) gets one again: at start, then periodically in worker processes.
+    const requeue = async (scanIds: number[]) => {
+      for (const id of scanIds) {
+        if (!(await jobs.has(id))) {
+          log.warn({ scanId: id }, 're-queueing an accepted scan that had no job');
+          await jobs.enqueue(id);
+        }
       }
+    };
+    await requeue((await store.unfinishedRootScans()).map((s) => s.id));
+    let sweep: NodeJS.Timeout | undefined;
+    if (runWorkers && config.requeueSweepMs > 0) {
+      sweep = setInterval(() => {
+        store
+          .staleUnfinishedRootScans(Date.now() - config.requeueSweepMs, 1000)
+          .then(requeue)
+          .catch((e) => log.warn({ err: e }, 're-queue sweep failed; next time'));
+      }, config.requeueSweepMs);
+      sweep.unref();
     }
 
     const engines = (): Record<string, ScannerStatus> => {
@@ -168,7 +207,7 @@ export async function createVerdict(config: Config, opts: VerdictOptions = {}): 
       metrics.httpRequests.inc({ method: req.method, route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) });
     });
     http.get('/metrics', async (_req, reply) => {
-      const q = await queue.stats();
+      const q = await jobs.stats();
       metrics.queueWaiting.set(q.waiting);
       metrics.queueActive.set(q.active);
       metrics.queueOldest.set(q.oldestWaitingMs / 1000);
@@ -181,11 +220,15 @@ export async function createVerdict(config: Config, opts: VerdictOptions = {}): 
       return reply.code(ready ? 200 : 503).send({ ready, ...h });
     });
     const search = new SearchService(store, { countLimit: config.searchCountLimit, incidentsHoldbackMs: config.incidentsHoldbackMs, siemDelayMs: config.siemDelayMs });
-    await http.register(xrayPlugin, { service, health, publicUrl: config.publicUrl, analyst, quarantine, lists, sensors, orgs, users, search });
+    if (serveApi) await http.register(xrayPlugin, { service, health, publicUrl: config.publicUrl, analyst, quarantine, lists, sensors, orgs, users, search });
     const css = await CssService.create({ config, service, store, blobs, storages, users, log });
-    await http.register(cssPlugin, { css, service, health });
-    const kata = await createKataServer({ config, log, service, sensors, metrics, accepting: () => accepting });
+    if (serveApi) await http.register(cssPlugin, { css, service, health });
+    const kata = serveApi ? await createKataServer({ config, log, service, sensors, metrics, accepting: () => accepting }) : undefined;
     let kataUrl: string | undefined;
+    // the SMTP gateway: its listener and delivery loop run with the API; its releaser delivers quarantine releases
+    const gateway = serveApi && config.smtp.enabled ? new EmailGateway({ config, store, blobs, service, quarantine, orgs, lists, log }) : undefined;
+    if (gateway) quarantine.setReleaser(gateway.releaser);
+    let smtpPort: number | undefined;
 
     let closed = false;
     return {
@@ -196,10 +239,14 @@ export async function createVerdict(config: Config, opts: VerdictOptions = {}): 
       analyst,
       quarantine,
       sensors,
+      get smtpPort() {
+        return smtpPort;
+      },
       get kataUrl() {
         return kataUrl;
       },
       store,
+      blobs,
       metrics,
       log,
       firstToken,
@@ -208,6 +255,7 @@ export async function createVerdict(config: Config, opts: VerdictOptions = {}): 
       async listen() {
         await http.listen({ host: config.host, port: config.port });
         if (kata) kataUrl = await kata.listen();
+        if (gateway) smtpPort = await gateway.listen();
         pool.start();
         deliverer.start();
         const addr = http.server.address();
@@ -219,20 +267,33 @@ export async function createVerdict(config: Config, opts: VerdictOptions = {}): 
         if (closed) return;
         closed = true;
         accepting = false;
+        clearInterval(sweep);
         await http.close();
         await kata?.close();
+        await gateway?.close();
         await pool.close(graceMs);
         await deliverer.close();
-        await queue.close();
+        await queue!.close();
+        sharedRedis?.disconnect();
         storages?.close();
         await clamd?.stop();
+        await closeSharedBrowsers();
         await database?.close();
       },
     };
   } catch (e) {
+    await queue?.close().catch(() => {});
+    sharedRedis?.disconnect();
     storages?.close();
     await clamd?.stop().catch(() => {});
     await database?.close().catch(() => {});
     throw e;
   }
+}
+
+function redisClient(url: string): Redis {
+  // commands wait through a Redis restart instead of failing the request
+  const r = new Redis(url, { maxRetriesPerRequest: null });
+  r.on('error', () => {});
+  return r;
 }

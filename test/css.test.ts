@@ -375,10 +375,10 @@ describe('CSS token expiry and the NHS client refresh-and-retry-once flow', () =
     assert.equal(tokensIssued, 2);
   });
 
-  it('the signing key is generated on first start and kept private in the data directory', async () => {
-    const keyFile = path.join(r.dataDir, 'css-token.key');
-    assert.match(fs.readFileSync(keyFile, 'utf8'), /^[0-9a-f]{64}\n$/);
-    assert.equal(fs.statSync(keyFile).mode & 0o077, 0, 'readable by the owner only');
+  it('the signing key is generated on first start and kept in the database, shared by every process', async () => {
+    const row = await r.verdict.store.db.selectFrom('service_keys').select('value').where('name', '=', 'css-token').executeTakeFirst();
+    assert.match(row?.value ?? '', /^[0-9a-f]{64}$/);
+    assert.equal(fs.existsSync(path.join(r.dataDir, 'css-token.key')), false, 'no copy on the local disk');
   });
 });
 

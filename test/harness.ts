@@ -14,6 +14,10 @@ import zlib from 'node:zlib';
 import { createVerdict, type Verdict } from '../src/app.ts';
 import { loadConfig } from '../src/config/load.ts';
 import type { ConfigInput } from '../src/config/schema.ts';
+import crypto from 'node:crypto';
+import { Redis } from 'ioredis';
+import { createScratchDatabase, REDIS_URL } from './services.ts';
+import { startS3, type RunningS3 } from './s3rver.ts';
 
 
 export interface Running {
@@ -21,16 +25,22 @@ export interface Running {
   url: string;
   token: string;
   dataDir: string;
+  /** Environment for a `verdict` CLI process working on this instance's data. */
+  cliEnv: Record<string, string>;
   api(method: string, p: string, init?: { body?: RequestInit['body']; headers?: Record<string, string>; token?: string | null; json?: unknown }): Promise<Response>;
   submitFile(data: Buffer, name: string, fields?: Record<string, string>, token?: string): Promise<number>;
   waitForScan(id: number, token?: string, timeoutMs?: number): Promise<Record<string, any>>;
   close(): Promise<void>;
 }
 
+/** `VERDICT_TEST_SCALE=1` runs the integration tests on PostgreSQL, BullMQ/Redis and S3. */
+export const SCALE_MODE = process.env.VERDICT_TEST_SCALE === '1';
+
 export async function startVerdict(overrides: ConfigInput = {}): Promise<Running> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'verdict-it-'));
+  const scale = SCALE_MODE ? await scaleBackends(overrides) : undefined;
   const config = loadConfig(
-    { port: 0, host: '127.0.0.1', dataDir, egressAllow: ['127.0.0.0/8', '::1/128'], workers: 2, callbackRetryBaseMs: 200, maxRequestsPerMinute: 0, logLevel: 'silent', ...overrides },
+    { port: 0, host: '127.0.0.1', dataDir, egressAllow: ['127.0.0.0/8', '::1/128'], workers: 2, callbackRetryBaseMs: 200, maxRequestsPerMinute: 0, logLevel: 'silent', ...overrides, ...scale?.config },
     {},
   );
   const verdict = await createVerdict(config, { log: pino({ level: process.env.TEST_LOG ?? 'silent' }) });
@@ -73,12 +83,54 @@ export async function startVerdict(overrides: ConfigInput = {}): Promise<Running
     url,
     token,
     dataDir,
+    cliEnv: {
+      VERDICT_DATA_DIR: dataDir,
+      ...(config.databaseUrl ? { VERDICT_DATABASE_URL: config.databaseUrl } : {}),
+      ...(config.redisUrl ? { VERDICT_REDIS_URL: config.redisUrl, VERDICT_REDIS_PREFIX: config.redisPrefix, VERDICT_QUEUE: config.queue } : {}),
+    },
     api,
     submitFile,
     waitForScan,
     async close() {
       await verdict.close(2000);
+      await scale?.drop();
       fs.rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+let sharedS3: Promise<RunningS3> | undefined;
+
+/** A scratch PostgreSQL database, a Redis key prefix and an S3 prefix of their own for one instance. */
+async function scaleBackends(overrides: ConfigInput): Promise<{ config: ConfigInput; drop(): Promise<void> }> {
+  const db = await createScratchDatabase();
+  sharedS3 ??= startS3(['verdict-samples'], { unref: true });
+  const s3 = await sharedS3;
+  const id = crypto.randomBytes(5).toString('hex');
+  const prefix = `vt-${id}`;
+  return {
+    config: {
+      databaseUrl: db.url,
+      databasePoolSize: 4,
+      queue: 'bullmq',
+      redisUrl: REDIS_URL,
+      redisPrefix: prefix,
+      storages: { ...(overrides.storages ?? {}), 'scale-samples': s3.storage('verdict-samples', `${id}/`) },
+      blobStorage: overrides.blobStorage ?? 'scale-samples',
+    },
+    async drop() {
+      await db.drop();
+      const redis = new Redis(REDIS_URL);
+      try {
+        let cursor = '0';
+        do {
+          const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+          cursor = next;
+          if (keys.length) await redis.del(...keys);
+        } while (cursor !== '0');
+      } finally {
+        redis.disconnect();
+      }
     },
   };
 }

@@ -18,10 +18,12 @@ export interface RunningS3 {
   close(): Promise<void>;
 }
 
-export async function startS3(buckets: string[]): Promise<RunningS3> {
+/** `unref`: a server shared by a whole test file, which must not keep the process alive. */
+export async function startS3(buckets: string[], opts: { unref?: boolean } = {}): Promise<RunningS3> {
   const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'verdict-s3-'));
   const server = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory, configureBuckets: buckets.map((name) => ({ name })) });
   const addr = (await server.run()) as { port: number };
+  if (opts.unref) server.httpServer?.unref();
   const endpoint = `http://127.0.0.1:${addr.port}`;
   return {
     endpoint,

@@ -203,12 +203,11 @@ describe('X-Ray file submission', () => {
     const id = await v.submitFile(data, 'gone.txt');
     const scan = await v.waitForScan(id);
     const sha = scan.sample.sha256 as string;
-    const blobFile = path.join(v.dataDir, 'blobs', sha.slice(0, 2), sha.slice(2, 4), sha);
-    assert.ok(fs.existsSync(blobFile));
+    assert.ok(await v.verdict.blobs.exists(sha));
     const res = await v.api('PUT', `/api/v1/scans/delete_scan/${id}/`);
     assert.equal(res.status, 204);
     assert.equal((await v.api('GET', `/api/v1/scans/list/${id}/`)).status, 404);
-    assert.ok(!fs.existsSync(blobFile));
+    assert.equal(await v.verdict.blobs.exists(sha), false, 'the sample is gone from the blob store');
     assert.equal((await v.api('POST', `/api/v1/scans/delete_scan/${id}/`)).status, 404);
   });
 

@@ -155,6 +155,7 @@ describe('scan search: filters', () => {
     assert.deepEqual(await q('search_descendants.subject=invoice'), [root]);
     assert.deepEqual(await q('search_descendants.subject=Invoice, March'), [root], 'a plain parameter keeps its commas');
     assert.deepEqual(await q(`search_descendants.original_message_id=${encodeURIComponent('<abc@mail.example>')}`), [root]);
+    assert.deepEqual(await q(`search_descendants.original_message_id=${encodeURIComponent('abc@mail.example')}`), [root], 'with or without the angle brackets');
     assert.deepEqual(await q('search_descendants.sender_domain=mail.example'), [root]);
     assert.deepEqual(await q('search_descendants.source_ip=203.0.113.7'), [root]);
     assert.deepEqual(await q('search_descendants.reply_to=billing@mail.example'), [root]);

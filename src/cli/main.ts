@@ -9,7 +9,7 @@ import pino from 'pino';
 import { loadConfig, ConfigError, envName, optionPaths } from '../config/load.ts';
 import type { ConfigInput } from '../config/schema.ts';
 import { createVerdict } from '../app.ts';
-import { openSqlite } from '../store/database.ts';
+import { openDatabase } from '../store/database.ts';
 import { Store } from '../store/store.ts';
 import { LocalBlobStore } from '../store/blobs.ts';
 import { DbQueue } from '../queue/db-queue.ts';
@@ -23,7 +23,10 @@ const USAGE = `usage: verdict <command> [options]
 
 commands:
   serve [--port N] [--host H] [--data-dir D] [--no-workers]
-                                 run the HTTP API and the scan workers
+                                 run the HTTP API and the scan workers (--no-workers: API only)
+  worker [--port N] [--concurrency N]
+                                 scan only (scale mode): take jobs from the shared queue,
+                                 deliver callbacks; the port answers /healthz, /readyz, /metrics
   scan <file|dir|url>... [--json] [--password P] [--concurrency N]
                                  scan objects in-process, no server; exit 0 all clean,
                                  1 something detected, 2 error
@@ -43,6 +46,8 @@ async function main(argv: string[]): Promise<number> {
   switch (cmd) {
     case 'serve':
       return serve(rest);
+    case 'worker':
+      return serve(rest, 'worker');
     case 'scan':
       return runScanCommand(rest);
     case 'org':
@@ -67,7 +72,7 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-async function serve(args: string[]): Promise<number> {
+async function serve(args: string[], role: 'serve' | 'worker' = 'serve'): Promise<number> {
   const { values } = parseArgs({
     args,
     options: {
@@ -75,14 +80,19 @@ async function serve(args: string[]): Promise<number> {
       host: { type: 'string' },
       'data-dir': { type: 'string' },
       'no-workers': { type: 'boolean' },
+      concurrency: { type: 'string' },
     },
   });
   const overrides: ConfigInput = {};
-  if (values.port) overrides.port = Number(values.port);
   if (values.host) overrides.host = values.host;
   if (values['data-dir']) overrides.dataDir = values['data-dir'];
-  const config = loadConfig(overrides);
-  const verdict = await createVerdict(config, { workers: values['no-workers'] ? false : undefined });
+  if (values.concurrency) overrides.workers = Number(values.concurrency);
+  let config = loadConfig(overrides);
+  if (role === 'worker') {
+    if (config.workers < 1) throw new ConfigError('a worker needs workers >= 1');
+    config = { ...config, port: values.port ? Number(values.port) : config.workerPort };
+  } else if (values.port) config = { ...config, port: Number(values.port) };
+  const verdict = await createVerdict(config, role === 'worker' ? { workers: true, api: false } : { workers: values['no-workers'] ? false : undefined });
   const url = await verdict.listen();
   if (verdict.firstToken) {
     const line = '='.repeat(72);
@@ -93,7 +103,7 @@ async function serve(args: string[]): Promise<number> {
     );
   }
   const engines = verdict.engines();
-  verdict.log.info({ url, dataDir: config.dataDir, engines: Object.fromEntries(Object.entries(engines).map(([k, v]) => [k, v.state])) }, 'Verdict is serving');
+  verdict.log.info({ role, url, dataDir: config.dataDir, engines: Object.fromEntries(Object.entries(engines).map(([k, v]) => [k, v.state])) }, 'Verdict is serving');
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
@@ -109,7 +119,7 @@ async function serve(args: string[]): Promise<number> {
 
 async function adminService(): Promise<{ service: ScanService; close: () => Promise<void> }> {
   const config = loadConfig();
-  const db = await openSqlite({ file: path.join(config.dataDir, 'verdict.db') });
+  const db = await openDatabase(config);
   const store = new Store(db.db);
   const service = new ScanService({ config, store, blobs: new LocalBlobStore(path.join(config.dataDir, 'blobs')), queue: new DbQueue(db.db), log: pino({ level: 'silent' }) });
   await service.bootstrap().then((r) => {

@@ -18,6 +18,7 @@ import type { ObjectReport } from '../engine/report.ts';
 import { walk } from '../engine/report.ts';
 import { initScanners } from '../scanners/index.ts';
 import { resolveClamd } from '../engines/clamd-manager.ts';
+import { closeSharedBrowsers } from '../net/browser.ts';
 import { heuristics } from '../verdict/heuristics.ts';
 import { scoreOf } from '../verdict/rules.ts';
 
@@ -99,7 +100,7 @@ export async function runScanCommand(args: string[]): Promise<number> {
   let worst = 0;
   try {
     const { active } = await initScanners({ config, log, clamd: clamd.endpoint });
-    const engine = new Engine(active, { limits: config.limits, policy: { scoreSuspicious: config.scoreSuspicious, scoreMalicious: config.scoreMalicious }, log, tmpRoot: tmp });
+    const engine = new Engine(active, { limits: config.limits, policy: { scoreSuspicious: config.scoreSuspicious, scoreMalicious: config.scoreMalicious, scoreLikelySpam: config.scoreLikelySpam, scoreSpam: config.scoreSpam }, log, tmpRoot: tmp });
     const targets: (Target | { error: string; value: string })[] = [];
     for await (const t of expand(positionals)) targets.push(t);
     const tty = process.stderr.isTTY && !values.quiet && targets.length > 1;
@@ -164,6 +165,7 @@ export async function runScanCommand(args: string[]): Promise<number> {
     return worst;
   } finally {
     await clamd.stop();
+    await closeSharedBrowsers();
     fs.rmSync(tmp, { recursive: true, force: true });
   }
 }

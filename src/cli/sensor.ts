@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { loadConfig } from '../config/load.ts';
-import { openSqlite } from '../store/database.ts';
+import { openDatabase } from '../store/database.ts';
 import { Store } from '../store/store.ts';
 import { LocalBlobStore } from '../store/blobs.ts';
 import { DbQueue } from '../queue/db-queue.ts';
@@ -34,7 +34,7 @@ export async function runSensorCommand(args: string[]): Promise<number> {
     return 2;
   }
   const config = loadConfig();
-  const db = await openSqlite({ file: path.join(config.dataDir, 'verdict.db') });
+  const db = await openDatabase(config);
   try {
     const store = new Store(db.db);
     const log = pino({ level: 'silent' });

@@ -7,7 +7,7 @@
 import { parseArgs } from 'node:util';
 import path from 'node:path';
 import { loadConfig } from '../config/load.ts';
-import { openSqlite } from '../store/database.ts';
+import { openDatabase } from '../store/database.ts';
 import { Store } from '../store/store.ts';
 import { UserService } from '../service/users.ts';
 import { isRole, ROLES } from '../service/permissions.ts';
@@ -32,7 +32,7 @@ export async function runUserCommand(args: string[]): Promise<number> {
     return 2;
   }
   const config = loadConfig();
-  const db = await openSqlite({ file: path.join(config.dataDir, 'verdict.db') });
+  const db = await openDatabase(config);
   try {
     const store = new Store(db.db);
     const users = new UserService(store);

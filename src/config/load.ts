@@ -80,7 +80,7 @@ export function loadConfig(
     const v = env[envName(p)];
     if (v !== undefined && v !== '') setPath(envValues, p, v);
   }
-  const merged = deepMerge(deepMerge(fileValues, envValues), overrides as Record<string, unknown>);
+  const merged = deepMerge(deepMerge(deepMerge(fileValues, conventionalEnv(env)), envValues), overrides as Record<string, unknown>);
   const parsed = configSchema.safeParse(merged);
   if (!parsed.success) {
     const msg = parsed.error.issues
@@ -91,4 +91,33 @@ export function loadConfig(
   const cfg = parsed.data;
   cfg.dataDir = path.resolve(cwd, cfg.dataDir);
   return cfg;
+}
+
+/**
+ * The conventional variables of container platforms (`DATABASE_URL`, `REDIS_URL`, `S3_*`),
+ * below Verdict's own `VERDICT_*` ones. `S3_ENDPOINT` with `S3_BUCKET` defines a storage named
+ * `s3` and keeps the samples there.
+ */
+export function conventionalEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (env.DATABASE_URL) out.databaseUrl = env.DATABASE_URL;
+  if (env.REDIS_URL) {
+    out.redisUrl = env.REDIS_URL;
+    out.queue = 'bullmq';
+  }
+  if (env.S3_ENDPOINT && env.S3_BUCKET) {
+    out.storages = {
+      s3: {
+        type: 's3',
+        endpoint: env.S3_ENDPOINT,
+        bucket: env.S3_BUCKET,
+        region: env.S3_REGION ?? 'us-east-1',
+        accessKeyId: env.S3_ACCESS_KEY_ID ?? env.AWS_ACCESS_KEY_ID,
+        secretAccessKey: env.S3_SECRET_ACCESS_KEY ?? env.AWS_SECRET_ACCESS_KEY,
+        forcePathStyle: env.S3_FORCE_PATH_STYLE !== 'false',
+      },
+    };
+    out.blobStorage = 's3';
+  }
+  return out;
 }

@@ -44,3 +44,13 @@ test('a name that lies about the content is reported; executables are flagged', 
   const ok = await runScanner(fileTypeScanner, Buffer.from('%PDF-1.4\n'), { name: 'invoice.pdf' });
   assert.deepEqual(ok.heuristics, []);
 });
+
+test('a text that merely contains "ustar" at offset 257 is not a tar (found in a JavaScript tar library)', () => {
+  const lead = "\nvar USTAR = Buffer.from('";
+  const js = Buffer.from(`// ${'x'.repeat(257 - 3 - lead.length)}${lead}ustar\\x20', 'binary')\n`);
+  assert.equal(js.toString('latin1', 257, 262), 'ustar');
+  assert.equal(detectType(js).type, 'text');
+  const gnu = Buffer.alloc(1024);
+  gnu.write('ustar  \0', 257, 'latin1');
+  assert.equal(detectType(gnu).type, 'tar');
+});

@@ -35,7 +35,7 @@ const magics: Magic[] = [
   { type: 'rar', mime: 'application/vnd.rar', ext: ['rar'], test: (b) => at(b, 0, 'Rar!\x1a\x07') },
   { type: 'cab', mime: 'application/vnd.ms-cab-compressed', ext: ['cab'], test: (b) => at(b, 0, 'MSCF\0\0\0\0') },
   { type: 'zstd', mime: 'application/zstd', ext: ['zst'], test: (b) => at(b, 0, [0x28, 0xb5, 0x2f, 0xfd]) },
-  { type: 'tar', mime: 'application/x-tar', ext: ['tar'], test: (b) => at(b, 257, 'ustar') },
+  { type: 'tar', mime: 'application/x-tar', ext: ['tar'], test: (b) => at(b, 257, 'ustar\0') || at(b, 257, 'ustar ') },
   { type: 'ole', mime: 'application/x-ole-storage', ext: ['doc', 'xls', 'ppt', 'msi', 'msg', 'pub', 'vsd'], test: (b) => at(b, 0, [0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1]) },
   { type: 'pdf', mime: 'application/pdf', ext: ['pdf'], test: (b) => b.subarray(0, 1024).includes('%PDF-') },
   { type: 'rtf', mime: 'application/rtf', ext: ['rtf', 'doc'], test: (b) => at(b, 0, '{\\rt') },
@@ -53,6 +53,14 @@ const magics: Magic[] = [
   { type: 'chm', mime: 'application/vnd.ms-htmlhelp', ext: ['chm'], test: (b) => at(b, 0, 'ITSF') },
   { type: 'class', mime: 'application/java-vm', ext: ['class'], test: (b) => at(b, 0, [0xca, 0xfe, 0xba, 0xbe]) && b.length > 8 && b[7] > 0x2c && b[7] < 0x80 },
   { type: 'wasm', mime: 'application/wasm', ext: ['wasm'], test: (b) => at(b, 0, [0x00, 0x61, 0x73, 0x6d]) },
+  { type: 'tnef', mime: 'application/vnd.ms-tnef', ext: ['tnef'], test: (b) => at(b, 0, [0x78, 0x9f, 0x3e, 0x22]) },
+  { type: 'arj', mime: 'application/x-arj', ext: ['arj'], test: (b) => at(b, 0, [0x60, 0xea]) && b.length > 10 && b.readUInt16LE(2) > 0 && b.readUInt16LE(2) <= 2600 && b[10] === 2 },
+  { type: 'lzip', mime: 'application/x-lzip', ext: ['lz', 'tlz'], test: (b) => at(b, 0, 'LZIP') && b.length > 4 && b[4] <= 1 },
+  { type: 'lzma', mime: 'application/x-lzma', ext: ['lzma', 'tlz'], test: isLzmaAlone },
+  { type: 'xar', mime: 'application/x-xar', ext: ['xar', 'pkg', 'xip'], test: (b) => at(b, 0, 'xar!') && b.length > 6 && b.readUInt16BE(4) >= 28 },
+  { type: 'udf', mime: 'application/x-udf-image', ext: ['iso', 'img', 'udf'], test: (b) => at(b, 0x8001, 'BEA01') },
+  { type: 'binhex', mime: 'application/mac-binhex40', ext: ['hqx', 'txt'], test: (b) => /^\s*\(This file must be converted with BinHex/.test(textHead(b)) },
+  { type: 'uuencode', mime: 'text/x-uuencode', ext: ['uu', 'uue', 'txt'], test: (b) => /^\s*begin(-base64)? [0-7]{3,4} [^\r\n]+\r?\n/.test(textHead(b)) },
   { type: 'email', mime: 'message/rfc822', ext: ['eml', 'msg', 'mbox', 'txt'], test: isEmail },
   { type: 'html', mime: 'text/html', ext: ['html', 'htm', 'xhtml', 'hta', 'shtml', 'svg', 'txt'], test: (b) => /^\s*(<!doctype html|<html|<head|<body|<script|<iframe)/i.test(textHead(b)) },
   { type: 'svg', mime: 'image/svg+xml', ext: ['svg', 'xml'], test: (b) => /^\s*(<\?xml[^>]*>\s*)?(<!--[\s\S]*?-->\s*)*<svg/i.test(textHead(b)) },
@@ -73,14 +81,42 @@ function isPe(b: Buffer): boolean {
   return off + 4 > b.length || at(b, off, 'PE\0\0') || off > b.length;
 }
 
+// Header fields that mark a mail message; other X- fields only back them up.
+const MAIL_HEADERS = new Set([
+  'from', 'to', 'cc', 'subject', 'date', 'received', 'return-path', 'message-id', 'mime-version', 'delivered-to',
+  'reply-to', 'sender', 'dkim-signature', 'domainkey-signature', 'arc-seal', 'arc-message-signature',
+  'arc-authentication-results', 'authentication-results', 'received-spf', 'x-original-to', 'envelope-to',
+  'in-reply-to', 'references', 'thread-topic', 'thread-index', 'x-mailer', 'x-received', 'x-originating-ip',
+]);
+
+/**
+ * A mail message (or an mbox, whose first line is a `From ` separator): the content opens with
+ * a block of header fields (folded lines allowed) holding at least two mail headers, or one and
+ * an X- field. Long blocks (DKIM and ARC signatures, many Received hops) are read up to 16 KiB.
+ */
 function isEmail(b: Buffer): boolean {
-  const s = textHead(b);
-  const headers = s.split(/\r?\n/).slice(0, 20);
-  let hits = 0;
-  for (const line of headers) {
-    if (/^(From|To|Subject|Date|Received|Return-Path|Message-ID|MIME-Version|Delivered-To|X-[\w-]+):/i.test(line)) hits++;
+  let s = b.subarray(0, 16 * 1024);
+  if (at(s, 0, [0xef, 0xbb, 0xbf])) s = s.subarray(3);
+  const lines = s.toString('latin1').split(/\r?\n/);
+  // The last line may be cut by the window: not judged.
+  if (s.length === 16 * 1024) lines.pop();
+  const mbox = /^From \S+ .*\d/.test(lines[0] ?? '');
+  let strong = 0;
+  let weak = 0;
+  for (let i = mbox ? 1 : 0; i < lines.length; i++) {
+    const line = lines[i];
+    if (line === '') break;
+    if (/^[ \t]/.test(line)) {
+      if (i === (mbox ? 1 : 0)) return false;
+      continue;
+    }
+    const m = /^([!-9;-~]+)[ \t]*:/.exec(line);
+    if (!m) break;
+    const name = m[1].toLowerCase();
+    if (MAIL_HEADERS.has(name)) strong++;
+    else if (name.startsWith('x-')) weak++;
   }
-  return hits >= 2 || /^From [^\s]+ .*\d{4}\r?\n/.test(s);
+  return strong >= 2 || (strong >= 1 && (weak >= 1 || mbox));
 }
 
 /** True when the bytes look like text (no NULs, few control characters). */
@@ -148,3 +184,16 @@ export const fileTypeScanner: Scanner = {
     return { evidence };
   },
 };
+
+/**
+ * The .lzma ("alone") header has no magic: the usual properties byte (lc=3 lp=0 pb=2), a
+ * plausible dictionary size, and an expanded size that is unknown (all ones) or below 1 TiB.
+ */
+function isLzmaAlone(b: Buffer): boolean {
+  if (b.length < 14 || b[0] !== 0x5d) return false;
+  const dict = b.readUInt32LE(1);
+  const pow2 = (n: number) => n > 0 && (n & (n - 1)) === 0;
+  if (dict < 4096 || dict > 0x60000000 || !(pow2(dict) || (dict % 3 === 0 && pow2(dict / 3)))) return false;
+  const size = b.subarray(5, 13);
+  return size.every((x) => x === 0xff) || (size[5] === 0 && size[6] === 0 && size[7] === 0);
+}

@@ -396,7 +396,7 @@ export const htmlScanner: Scanner = {
     // HTML smuggling
     const smuggled: Buffer[] = [];
     if (/\bnew\s+Blob\s*\(/.test(allScript) && /createObjectURL|msSaveOrOpenBlob|msSaveBlob/.test(allScript) && /\.download\s*=|\bdownload\b|\.click\s*\(\s*\)|msSaveOrOpenBlob|window\.open|location/.test(allScript)) {
-      const blobs = [...allScript.matchAll(/[A-Za-z0-9+/]{1000,}={0,2}/g)].map((m) => m[0]);
+      const blobs = [...allScript.matchAll(/(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{1000,}={0,2}/g)].map((m) => m[0]);
       if (blobs.length > 0) {
         for (const b of blobs.slice(0, MAX_SMUGGLED)) smuggled.push(Buffer.from(b, 'base64'));
         evidence.push({ heuristic: 'HTML_SMUGGLING', details: `a script assembles a ${smuggled[0].length}-byte payload into a Blob and hands it to the browser`, data: { payloads: smuggled.length, sizes: smuggled.map((s) => s.length) } });

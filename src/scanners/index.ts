@@ -13,13 +13,24 @@ import { gzipScanner } from './gzip.ts';
 import { bzip2Scanner } from './bzip2.ts';
 import { urlHeuristicsScanner } from './url-heuristics.ts';
 import { urlFetchScanner } from './url-fetch.ts';
+import { renderScanner } from './render.ts';
 import { classificationScanner } from './classification.ts';
 import { pdfScanner } from './pdf.ts';
 import { scriptScanner } from './script.ts';
 import { htmlScanner } from './html.ts';
+import { qrScanner } from './qr.ts';
 import { oleScanner } from './ole.ts';
 import { ooxmlScanner } from './ooxml.ts';
 import { rtfScanner } from './rtf.ts';
+import { emailScanner } from './email.ts';
+import { mboxScanner } from './mbox.ts';
+import { outlookMsgScanner } from './outlook-msg.ts';
+import { tnefScanner } from './tnef.ts';
+import { sevenZipScanner } from './sevenzip.ts';
+import { unarScanner } from './unar.ts';
+import { decompressScanner } from './decompress.ts';
+import { textEncodingsScanner } from './text-encodings.ts';
+import { executableScanner } from './executable.ts';
 
 export const scanners = [
   fileTypeScanner,
@@ -31,13 +42,24 @@ export const scanners = [
   bzip2Scanner,
   urlHeuristicsScanner,
   urlFetchScanner,
+  renderScanner,
   classificationScanner,
   pdfScanner,
   scriptScanner,
   htmlScanner,
+  qrScanner,
   oleScanner,
   ooxmlScanner,
   rtfScanner,
+  emailScanner,
+  mboxScanner,
+  outlookMsgScanner,
+  tnefScanner,
+  sevenZipScanner,
+  unarScanner,
+  decompressScanner,
+  textEncodingsScanner,
+  executableScanner,
 ] as const satisfies readonly Scanner<any>[];
 
 export interface ScannerStatus {
@@ -60,6 +82,9 @@ export async function initScanners(ictx: ScannerInitContext): Promise<{ active: 
       const state = scanner.init ? await scanner.init(ictx) : undefined;
       active.push({ scanner, state });
       status[scanner.name] = { state: 'on', detail: 'ready', version: scanner.version, layer: scanner.layer };
+      // A scanner that runs degraded (a tool missing) says so in its state.
+      const health = (state as { health?: unknown } | undefined)?.health;
+      if (typeof health === 'string') status[scanner.name].detail = health;
     } catch (e) {
       if (e instanceof ScannerDisabled) {
         status[scanner.name] = { state: 'off', detail: e.message, version: scanner.version, layer: scanner.layer };

@@ -165,3 +165,26 @@ test('damaged compound files are findings, never exceptions or hangs', async () 
   }
   assert.ok(Date.now() - started < 60_000);
 });
+
+test('looping sector chains and a directory that is not a tree are read in bounded time and reported (fuzz regression: the cfb library aborted the process)', async () => {
+  const ole = await makeOle({ Big: Buffer.alloc(10_000, 0x41), Small: Buffer.from('hello') });
+  const sector = (n: number) => (n + 1) * 512;
+  const fat0 = ole.readInt32LE(0x4c);
+  const dir = sector(ole.readInt32LE(0x30));
+  const entry = (name: string) => {
+    for (let i = 0; i < 4; i++) if (ole.toString('utf16le', dir + i * 128, dir + i * 128 + name.length * 2) === name) return { i, at: dir + i * 128 };
+    throw new Error(`no entry ${name}`);
+  };
+  const big = entry('Big');
+  const start = ole.readInt32LE(big.at + 116);
+  ole.writeInt32LE(start, sector(fat0) + (start + 1) * 4); // second sector of Big links back to its first
+  const small = entry('Small');
+  ole.writeInt32LE(small.i, small.at + 68); // Small is its own left sibling
+  const started = Date.now();
+  const r = await runScanner(oleScanner, ole, { name: 'loop.doc' });
+  assert.ok(Date.now() - started < 2000);
+  const u = r.evidence.find((e) => e.heuristic === 'UNPARSEABLE');
+  assert.ok(u, r.heuristics.join());
+  assert.match(String(u.details), /sector chain loops/);
+  assert.match(String(u.details), /not a tree/);
+});

@@ -134,7 +134,11 @@ export const oleScanner: Scanner = {
     } catch (err) {
       return { evidence: [{ heuristic: 'UNPARSEABLE', details: `not a readable OLE compound file: ${(err as Error).message}`.slice(0, 300), data: { format: 'ole' } }] };
     }
-    return analyseCompound(compound, ctx);
+    const result = await analyseCompound(compound, ctx);
+    if (compound.damage?.length) {
+      result.evidence.unshift({ heuristic: 'UNPARSEABLE', details: `damaged compound file, read in part: ${compound.damage.slice(0, 3).join('; ')}`.slice(0, 300), data: { format: 'ole', damage: compound.damage.slice(0, 20) } });
+    }
+    return result;
   },
 };
 

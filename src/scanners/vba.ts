@@ -13,7 +13,6 @@
  * const projects = extractVbaProjects(compound);
  * const findings = vbaFindings(projects); // VBA_MACROS, VBA_AUTOEXEC, ...
  */
-import CFB from 'cfb';
 import { decompressOvba } from './ovba.ts';
 import type { Finding } from './types.ts';
 
@@ -37,27 +36,180 @@ export interface Compound {
   entries: OleEntry[];
   /** The entry at `path`, compared case-insensitively as OLE does. */
   get(path: string): OleEntry | undefined;
+  /** Structural damage met while reading (what could be read is still in `entries`). */
+  damage?: string[];
 }
 
-/** Parses an OLE compound file held in memory. Throws when it is not one or is too damaged. */
+/**
+ * Parses an OLE compound file held in memory ([MS-CFB]). Throws when it is not one or its
+ * header is unusable; damage further in (broken or looping sector chains, a directory that is
+ * not a tree, streams sharing sectors) is listed in `damage` and what could be read is kept.
+ *
+ * Our own reader rather than the cfb library's: on crafted sector chains and directory links
+ * cfb loops without end or grows arrays until V8 aborts the whole process (found by
+ * test/fuzz.test.ts). Every walk here is bounded by the file's own size.
+ */
 export function openCompound(data: Buffer): Compound {
-  // cfb also reads zip and MAD files: only compound files are wanted here.
   if (data.length < 512 || !data.subarray(0, 8).equals(OLE_MAGIC)) throw new Error('no compound file header');
-  const c = CFB.parse(data, { type: 'buffer' } as never);
+  const major = data.readUInt16LE(0x1a);
+  if (major !== 3 && major !== 4) throw new Error(`major version ${major}, expected 3 or 4`);
+  const ssz = major === 4 ? 4096 : 512;
+  if (data.length < ssz) throw new Error(`file shorter than its ${ssz}-byte header`);
+  const damage = new Set<string>();
+  const sectorCount = Math.ceil((data.length - ssz) / ssz);
+  const sector = (n: number) => data.subarray((n + 1) * ssz, (n + 2) * ssz);
+  const perSector = ssz / 4;
+
+  // FAT sectors: 109 in the header, then the DIFAT chain (its last slot links the next sector).
+  const fatSectors: number[] = [];
+  for (let i = 0; i < 109; i++) {
+    const s = data.readInt32LE(0x4c + i * 4);
+    if (s >= 0) fatSectors.push(s);
+  }
+  const difatSeen = new Set<number>();
+  for (let s = data.readInt32LE(0x44); s >= 0; ) {
+    if (s >= sectorCount || difatSeen.has(s)) {
+      damage.add('broken DIFAT chain');
+      break;
+    }
+    difatSeen.add(s);
+    const d = sector(s);
+    for (let i = 0; i + 4 <= Math.min(d.length, ssz - 4); i += 4) {
+      const f = d.readInt32LE(i);
+      if (f >= 0) fatSectors.push(f);
+    }
+    s = d.length >= ssz ? d.readInt32LE(ssz - 4) : ENDOFCHAIN;
+  }
+  // Only as many FAT sectors as the file has sectors can matter.
+  const fatCount = Math.min(fatSectors.length, Math.ceil(sectorCount / perSector) + 1);
+  const fat = new Int32Array(fatCount * perSector).fill(FREESECT);
+  for (let i = 0; i < fatCount; i++) {
+    if (fatSectors[i] >= sectorCount) {
+      damage.add('FAT sector past the end of the file');
+      continue;
+    }
+    const f = sector(fatSectors[i]);
+    for (let k = 0; k + 4 <= f.length; k += 4) fat[i * perSector + k / 4] = f.readInt32LE(k);
+  }
+
+  const chain = (next: Int32Array, start: number, limit: number, what: string): number[] => {
+    const out: number[] = [];
+    const seen = new Set<number>();
+    for (let s = start; s !== ENDOFCHAIN; s = next[s]) {
+      if (s < 0 || s >= limit || s >= next.length) {
+        damage.add(`${what}: sector chain leaves the file`);
+        break;
+      }
+      if (seen.has(s)) {
+        damage.add(`${what}: sector chain loops`);
+        break;
+      }
+      seen.add(s);
+      out.push(s);
+    }
+    return out;
+  };
+  // Sectors read into stream contents, all streams together: sharing sectors cannot multiply memory.
+  let budget = 2 * data.length + 1024 * 1024;
+  const readChain = (sectors: number[], unit: number, at: (n: number) => Buffer, size: number, what: string): Buffer => {
+    const want = Math.min(size, sectors.length * unit);
+    if (want > budget) {
+      damage.add(`${what}: streams share sectors beyond the file size`);
+      return Buffer.alloc(0);
+    }
+    budget -= want;
+    const parts: Buffer[] = [];
+    let got = 0;
+    for (const n of sectors) {
+      if (got >= want) break;
+      const b = at(n).subarray(0, want - got);
+      parts.push(b);
+      got += b.length;
+    }
+    if (got < size) damage.add(`${what}: stream shorter than its declared size`);
+    return Buffer.concat(parts, got);
+  };
+
+  // Directory entries, 128 bytes each.
+  const dirSectors = chain(fat, data.readInt32LE(0x30), sectorCount, 'directory');
+  const dir = Buffer.concat(dirSectors.map(sector));
+  interface Raw { name: string; type: number; left: number; right: number; child: number; clsid: string; start: number; size: number }
+  const raw: Raw[] = [];
+  for (let off = 0; off + 128 <= dir.length; off += 128) {
+    const nameBytes = Math.min(64, dir.readUInt16LE(off + 64));
+    const size = major === 3 ? dir.readUInt32LE(off + 120) : dir.readUInt32LE(off + 120) + dir.readUInt32LE(off + 124) * 2 ** 32;
+    raw.push({
+      name: dir.toString('utf16le', off, off + (nameBytes & ~1)).replace(/\0/g, ''),
+      type: dir[off + 66],
+      left: dir.readInt32LE(off + 68),
+      right: dir.readInt32LE(off + 72),
+      child: dir.readInt32LE(off + 76),
+      clsid: dir.toString('hex', off + 80, off + 96),
+      start: dir.readInt32LE(off + 116),
+      size,
+    });
+  }
+  if (raw.length === 0 || raw[0].type !== 5) throw new Error('no root directory entry');
+
+  // Paths: walk the storages' sibling trees from the root; every entry at most once.
+  const paths = new Map<number, string>([[0, '']]);
+  const stack: [number, string][] = [[raw[0].child, '']];
+  while (stack.length) {
+    const [i, parent] = stack.pop()!;
+    if (i === NOSTREAM) continue;
+    if (i < 0 || i >= raw.length || paths.has(i)) {
+      damage.add('directory is not a tree');
+      continue;
+    }
+    const e = raw[i];
+    const p = parent ? `${parent}/${e.name}` : e.name;
+    paths.set(i, p);
+    stack.push([e.left, parent], [e.right, parent]);
+    if (e.type === 1) stack.push([e.child, p]);
+  }
+
+  const root = raw[0];
+  const miniFat = (() => {
+    const sectors = chain(fat, data.readInt32LE(0x3c), sectorCount, 'mini FAT');
+    const b = readChain(sectors, ssz, sector, sectors.length * ssz, 'mini FAT');
+    const out = new Int32Array(b.length >> 2);
+    for (let k = 0; k < out.length; k++) out[k] = b.readInt32LE(k * 4);
+    return out;
+  })();
+  let miniStream: Buffer | undefined;
+  const cutoff = data.readUInt32LE(0x38) || 4096;
+
   const entries: OleEntry[] = [];
   const byPath = new Map<string, OleEntry>();
-  c.FileIndex.forEach((e, i) => {
-    const full = c.FullPaths[i] ?? '';
-    const type = e.type === 5 ? 'root' : e.type === 1 ? 'storage' : e.type === 2 ? 'stream' : undefined;
+  raw.forEach((e, i) => {
+    const type = e.type === 5 && i === 0 ? 'root' : e.type === 1 ? 'storage' : e.type === 2 ? 'stream' : undefined;
     if (!type) return;
-    const p = type === 'root' ? '' : full.replace(/\/$/, '').split('/').slice(1).join('/');
-    const content = e.content ? Buffer.from(e.content as Uint8Array) : Buffer.alloc(0);
-    const entry: OleEntry = { path: p, name: e.name, type, size: type === 'stream' ? content.length : 0, clsid: (e.clsid ?? '').toLowerCase(), content };
+    // Entries no storage links to: kept (hidden streams are what a scanner wants to see).
+    const p = paths.get(i) ?? e.name;
+    let content: Buffer = Buffer.alloc(0);
+    if (type === 'stream' && e.size > 0) {
+      const what = `stream ${p}`;
+      if (e.size < cutoff) {
+        if (!miniStream) {
+          const ms = chain(fat, root.start, sectorCount, 'mini stream');
+          miniStream = readChain(ms, ssz, sector, root.size, 'mini stream');
+        }
+        const ms = miniStream;
+        content = readChain(chain(miniFat, e.start, Math.ceil(ms.length / 64), what), 64, (n) => ms.subarray(n * 64, n * 64 + 64), e.size, what);
+      } else {
+        content = readChain(chain(fat, e.start, sectorCount, what), ssz, sector, e.size, what);
+      }
+    }
+    const entry: OleEntry = { path: p, name: e.name, type, size: type === 'stream' ? content.length : 0, clsid: e.clsid.toLowerCase(), content };
     entries.push(entry);
     if (!byPath.has(p.toLowerCase())) byPath.set(p.toLowerCase(), entry);
   });
-  return { entries, get: (p) => byPath.get(p.toLowerCase()) };
+  return { entries, get: (p) => byPath.get(p.toLowerCase()), damage: [...damage] };
 }
+
+const FREESECT = -1;
+const ENDOFCHAIN = -2;
+const NOSTREAM = -1;
 
 // ---------------------------------------------------------------------------------------------
 // VBA projects

@@ -83,18 +83,16 @@ export class CssService {
     private readonly key: Uint8Array,
   ) {}
 
-  /** Loads the token key: the configured one, or the one generated on first start in the data directory. */
+  /**
+   * Loads the token key: the configured one; else the key an earlier version kept in the data
+   * directory; else one generated on first start and kept in the database, so that every API
+   * process of a scale deployment signs and checks tokens with the same key.
+   */
   static async create(deps: CssDeps): Promise<CssService> {
     let secret = deps.config.cssTokenSecret;
-    if (!secret) {
-      const file = path.join(deps.config.dataDir, 'css-token.key');
-      try {
-        fs.writeFileSync(file, crypto.randomBytes(32).toString('hex') + '\n', { flag: 'wx', mode: 0o600 });
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      }
-      secret = fs.readFileSync(file, 'utf8').trim();
-    }
+    const legacy = path.join(deps.config.dataDir, 'css-token.key');
+    if (!secret && fs.existsSync(legacy)) secret = fs.readFileSync(legacy, 'utf8').trim();
+    if (!secret) secret = await deps.store.serviceKey('css-token', () => crypto.randomBytes(32).toString('hex'));
     return new CssService(deps, new TextEncoder().encode(secret));
   }
 

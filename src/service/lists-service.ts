@@ -303,13 +303,16 @@ export function collectSubjects(scan: ScanRow, report: ObjectReport): Subjects {
     const final = node.attributes.finalUrl;
     if (typeof final === 'string' && final !== node.info.url) addUrl(final, `redirect target ${final}`, false);
   }
-  if (scan.sample_from) {
-    const a = addressOf(scan.sample_from);
-    if (a) s.emails.push({ address: a, label: `sender address ${a}`, root: true });
+  // the scan row's columns (set at submission, e.g. the SMTP envelope) and what the email
+  // scanner read from the headers of the message itself (the row is filled only when saved)
+  const email = (report.attributes.email ?? {}) as { from?: unknown; sourceIp?: unknown };
+  for (const [from, label] of [[scan.sample_from, 'sender address'], [email.from, 'header sender address']] as const) {
+    const a = typeof from === 'string' && from ? addressOf(from) : undefined;
+    if (a && !s.emails.some((e) => e.address === a)) s.emails.push({ address: a, label: `${label} ${a}`, root: true });
   }
-  if (scan.sender_ip) {
-    const ip = parseIp(scan.sender_ip);
-    if (ip) s.ips.push({ ip, label: `sender IP ${ip}`, root: true });
+  for (const raw of [scan.sender_ip, email.sourceIp]) {
+    const ip = typeof raw === 'string' && raw ? parseIp(raw) : undefined;
+    if (ip && !s.ips.some((e) => e.ip === ip)) s.ips.push({ ip, label: `sender IP ${ip}`, root: true });
   }
   return s;
 }

@@ -48,3 +48,42 @@ export class MemoryRateLimiter implements RateLimiter {
     return { allowed: true, remaining: limit - w.count, retryAfterSeconds };
   }
 }
+
+// One round trip, atomic: a window starts with the first call and expires on its own; a
+// refused call is not counted (same rule as the memory limiter).
+const HIT_SCRIPT = `
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+local ttl = redis.call('PTTL', KEYS[1])
+if n >= tonumber(ARGV[1]) then return {0, n, ttl} end
+n = redis.call('INCR', KEYS[1])
+if n == 1 or ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]); ttl = tonumber(ARGV[2]) end
+return {1, n, ttl}
+`;
+
+/** The minimal Redis client surface the limiter needs (ioredis satisfies it). */
+export interface RedisEval {
+  eval(script: string, numKeys: number, ...args: (string | number)[]): Promise<unknown>;
+  quit?(): Promise<unknown>;
+}
+
+/**
+ * Fixed windows counted in Redis, shared by every Verdict process of a deployment, so a client
+ * spreading its calls over several API processes gets the same budget as against one.
+ */
+export class RedisRateLimiter implements RateLimiter {
+  constructor(
+    private readonly redis: RedisEval,
+    private readonly prefix: string,
+    private readonly windowMs = 60_000,
+  ) {}
+
+  async hit(key: string, limit: number): Promise<RateDecision> {
+    const [ok, n, ttl] = (await this.redis.eval(HIT_SCRIPT, 1, `${this.prefix}:rate:${key}`, limit, this.windowMs)) as [number, number, number];
+    const retryAfterSeconds = Math.max(1, Math.ceil(Math.max(0, ttl) / 1000));
+    return ok === 1 ? { allowed: true, remaining: Math.max(0, limit - n), retryAfterSeconds } : { allowed: false, remaining: 0, retryAfterSeconds };
+  }
+
+  async close(): Promise<void> {
+    await this.redis.quit?.();
+  }
+}

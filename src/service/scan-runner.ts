@@ -96,7 +96,10 @@ export class ScanRunner {
       const finished = { ...scan, verdict: report.outcome.verdict, status: 'done' as const, finished_at: report.finishedAt };
       callback = { spec: cb, orgId: scan.org_id, body: formatter ? formatter(finished, report, cb.params) : { scan_id: scan.id, verdict: report.outcome.verdict, params: cb.params } };
     }
-    await store.saveTree(scan.id, report, callback);
+    if (!(await store.saveTree(scan.id, report, callback))) {
+      log.warn('scan was already finished by another worker; this result is dropped');
+      return { kind: 'done' };
+    }
     metrics?.scansTotal.inc({ channel: scan.channel, verdict: report.outcome.verdict });
     metrics?.scanDuration.observe({ kind: scan.kind }, (report.finishedAt - scan.created_at) / 1000);
     log.info({ verdict: report.outcome.verdict, score: report.outcome.score, partial: report.outcome.partial, ms: report.finishedAt - report.startedAt }, 'scan finished');

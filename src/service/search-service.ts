@@ -155,9 +155,11 @@ export class SearchService {
     if (q.receivers?.length) c.push(this.text(eb, 'sample_to', 'member', q.receivers));
     if (q.regions?.length) c.push(this.text(eb, 'to_region', 'member', q.regions));
     if (q.countries?.length) c.push(this.text(eb, 'to_country', 'member', q.countries));
-    for (const [key, values] of Object.entries(q.descendants ?? {}) as [DescendantField, string[]][]) {
+    for (let [key, values] of Object.entries(q.descendants ?? {}) as [DescendantField, string[]][]) {
       if (!values?.length) continue;
       const f = DESCENDANT_FIELDS[key];
+      // Message-IDs are stored as written (`<id@host>`); clients search with or without the brackets
+      if (key === 'messageId') values = [...new Set(values.flatMap((v) => { const bare = v.trim().replace(/^<(.*)>$/, '$1'); return [bare, `<${bare}>`]; }))];
       // the root itself or any scan below it: ids of roots whose tree has a matching node
       const sub = this.db
         .selectFrom('scans as d')

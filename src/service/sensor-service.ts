@@ -97,13 +97,62 @@ export interface SensorDeps {
   store: Store;
   scans: ScanService;
   log: Logger;
+  /** Counts uploads in progress; shared between processes in the scale mode (Redis). */
+  uploads?: UploadCounter;
+}
+
+/** Uploads in progress per key, counted where every API process sees them. */
+export interface UploadCounter {
+  /** Counts one more upload of `key`; resolves with the count including it. */
+  acquire(key: string): Promise<number>;
+  release(key: string): Promise<void>;
+}
+
+/** This process's uploads only (the embedded mode runs one process). */
+export class MemoryUploadCounter implements UploadCounter {
+  private readonly counts = new Map<string, number>();
+  async acquire(key: string): Promise<number> {
+    const n = (this.counts.get(key) ?? 0) + 1;
+    this.counts.set(key, n);
+    return n;
+  }
+  async release(key: string): Promise<void> {
+    const n = (this.counts.get(key) ?? 1) - 1;
+    if (n <= 0) this.counts.delete(key);
+    else this.counts.set(key, n);
+  }
+}
+
+/**
+ * Uploads counted in Redis, so a sensor's limit holds across all API processes. The counter
+ * expires after `ttlMs` without a new upload, so a process that died mid-upload cannot hold a
+ * slot forever.
+ */
+export class RedisUploadCounter implements UploadCounter {
+  constructor(
+    private readonly redis: { incr(k: string): Promise<number>; decr(k: string): Promise<number>; pexpire(k: string, ms: number): Promise<number> },
+    private readonly prefix: string,
+    private readonly ttlMs = 600_000,
+  ) {}
+  async acquire(key: string): Promise<number> {
+    const k = `${this.prefix}:uploads:${key}`;
+    const n = await this.redis.incr(k);
+    await this.redis.pexpire(k, this.ttlMs);
+    return n;
+  }
+  async release(key: string): Promise<void> {
+    const k = `${this.prefix}:uploads:${key}`;
+    if ((await this.redis.decr(k)) <= 0) await this.redis.pexpire(k, 1);
+  }
 }
 
 export class SensorService {
-  /** Uploads in progress per sensor row (this process), counted as in flight. */
-  private readonly uploading = new Map<number, number>();
+  /** Uploads in progress per sensor row, counted as in flight. */
+  private readonly uploads: UploadCounter;
 
-  constructor(private readonly deps: SensorDeps) {}
+  constructor(private readonly deps: SensorDeps) {
+    this.uploads = deps.uploads ?? new MemoryUploadCounter();
+  }
 
   /** The limits a sensor may read (`GET …/scans/filters`). */
   limits(): { maxObjectSize: number; maxScansInFlight: number; objectTypes: string[] } {
@@ -180,18 +229,16 @@ export class SensorService {
    */
   async beginUpload(sensor: Sensor): Promise<() => void> {
     const max = this.deps.config.kata.maxInFlightPerSensor;
-    const mine = (this.uploading.get(sensor.rowId) ?? 0) + 1;
-    this.uploading.set(sensor.rowId, mine);
+    const key = String(sensor.rowId);
+    const uploading = await this.uploads.acquire(key);
     let released = false;
     const release = () => {
       if (released) return;
       released = true;
-      const n = (this.uploading.get(sensor.rowId) ?? 1) - 1;
-      if (n <= 0) this.uploading.delete(sensor.rowId);
-      else this.uploading.set(sensor.rowId, n);
+      this.uploads.release(key).catch((e) => this.deps.log.warn({ err: e }, 'releasing an upload slot failed'));
     };
     try {
-      const inFlight = (await this.countInFlight(sensor.rowId)) + (this.uploading.get(sensor.rowId) ?? 0);
+      const inFlight = (await this.countInFlight(sensor.rowId)) + uploading;
       if (inFlight > max) throw new VerdictError('rate_limited', `sensor ${sensor.sensorId} already has ${max} scans in flight; retry when some have finished`, 429, undefined, 60);
     } catch (e) {
       release();

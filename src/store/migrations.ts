@@ -12,6 +12,8 @@ import { analystActions } from './migrations/0004-analyst-actions.ts';
 import { lists } from './migrations/0005-lists.ts';
 import { searchIndexes } from './migrations/0006-search-indexes.ts';
 import { kata } from './migrations/0007-kata.ts';
+import { serviceKeys } from './migrations/0008-service-keys.ts';
+import { emailDeliveries } from './migrations/0009-email-deliveries.ts';
 
 const ALL: [string, (d: Dialect) => Migration][] = [
   ['0001_initial', initial],
@@ -21,6 +23,8 @@ const ALL: [string, (d: Dialect) => Migration][] = [
   ['0005_lists', lists],
   ['0006_search_indexes', searchIndexes],
   ['0007_kata', kata],
+  ['0008_service_keys', serviceKeys],
+  ['0009_email_deliveries', emailDeliveries],
 ];
 
 class StaticProvider implements MigrationProvider {

@@ -292,6 +292,8 @@ export interface Database {
   quarantine_items: QuarantineItemsTable;
   kata_sensors: KataSensorsTable;
   kata_scans: KataScansTable;
+  service_keys: ServiceKeysTable;
+  email_deliveries: EmailDeliveriesTable;
   list_entries: ListEntriesTable;
 }
 
@@ -312,3 +314,35 @@ export type QuarantineItemRow = Selectable<QuarantineItemsTable>;
 export type { ColumnType };
 export type KataSensorRow = Selectable<KataSensorsTable>;
 export type KataScanMapRow = Selectable<KataScansTable>;
+
+export interface ServiceKeysTable {
+  name: string;
+  value: string;
+  created_at: number;
+}
+
+/** 0009: the email gateway's deliveries (src/gateway/delivery.ts). */
+export interface EmailDeliveriesTable {
+  id: Generated<number>;
+  scan_id: number;
+  org_id: number;
+  /** `message`: an accepted message; `release`: a quarantine release. */
+  kind: 'message' | 'release';
+  /** MAIL FROM ('' for the null sender). */
+  mail_from: string;
+  /** JSON array of RCPT TO addresses. */
+  rcpt_to: string;
+  client_ip: string | null;
+  helo: string | null;
+  /** scanning → queued → delivered | failed; held: quarantined or refused, nothing to send. */
+  state: 'scanning' | 'queued' | 'delivered' | 'held' | 'failed';
+  headers: string | null;
+  attempts: Generated<number>;
+  next_attempt_at: number;
+  lease_until: number | null;
+  last_error: string | null;
+  created_at: number;
+  updated_at: number;
+  delivered_at: number | null;
+}
+export type EmailDeliveryRow = Selectable<EmailDeliveriesTable>;

@@ -2,7 +2,7 @@
  * The metadata store: organizations, tokens, scans and their evidence, the callbacks outbox.
  * Written once with Kysely so the same code runs on SQLite (embedded) and PostgreSQL (scale).
  */
-import { sql, type Kysely, type Transaction } from 'kysely';
+import { PostgresAdapter, sql, type Kysely, type Transaction } from 'kysely';
 import type { ObjectReport } from '../engine/report.ts';
 import { walk } from '../engine/report.ts';
 import { heuristics } from '../verdict/heuristics.ts';
@@ -26,7 +26,11 @@ export interface CompletedQuery {
 type Db = Kysely<Database> | Transaction<Database>;
 
 export class Store {
-  constructor(readonly db: Kysely<Database>) {}
+  private readonly postgres: boolean;
+
+  constructor(readonly db: Kysely<Database>) {
+    this.postgres = db.getExecutor().adapter instanceof PostgresAdapter;
+  }
 
   // Organizations -------------------------------------------------------------------------
 
@@ -146,13 +150,47 @@ export class Store {
   }
 
   /**
-   * Stores a finished scan tree in one transaction: the root's result, one row per contained
-   * object, their evidence, and the callback to deliver. Idempotent: a retried job replaces
-   * what an earlier attempt wrote.
+   * A key generated once per deployment and shared by all its processes: the first process to
+   * ask stores `generate()`'s value; everyone, then and later, gets the stored one.
    */
-  async saveTree(rootId: number, report: ObjectReport, callback?: { spec: CallbackSpec; body: unknown; orgId: number }): Promise<void> {
-    await this.db.transaction().execute(async (trx) => {
-      const root = await trx.selectFrom('scans').selectAll().where('id', '=', rootId).executeTakeFirstOrThrow();
+  async serviceKey(name: string, generate: () => string): Promise<string> {
+    await this.db
+      .insertInto('service_keys')
+      .values({ name, value: generate(), created_at: Date.now() })
+      .onConflict((oc) => oc.column('name').doNothing())
+      .execute();
+    const row = await this.db.selectFrom('service_keys').select('value').where('name', '=', name).executeTakeFirstOrThrow();
+    return row.value;
+  }
+
+  /** Unfinished root scans accepted before `before` (epoch ms), oldest first, at most `limit`. */
+  async staleUnfinishedRootScans(before: number, limit: number): Promise<number[]> {
+    const rows = await this.db
+      .selectFrom('scans')
+      .select('id')
+      .where('status', 'in', ['queued', 'scanning'])
+      .where('parent_id', 'is', null)
+      .where('created_at', '<', before)
+      .orderBy('id')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => r.id);
+  }
+
+  /**
+   * Stores a finished scan tree in one transaction: the root's result, one row per contained
+   * object, their evidence, and the callback to deliver. A retried job replaces what an earlier
+   * unfinished attempt wrote. Returns false
+   * (and writes nothing) when the scan was already finished: a worker that lost its lease while
+   * still scanning must not finish a scan a second time. On PostgreSQL the root row is locked so
+   * two such workers cannot both pass the check.
+   */
+  async saveTree(rootId: number, report: ObjectReport, callback?: { spec: CallbackSpec; body: unknown; orgId: number }): Promise<boolean> {
+    return this.db.transaction().execute(async (trx) => {
+      let q = trx.selectFrom('scans').selectAll().where('id', '=', rootId);
+      if (this.postgres) q = q.forUpdate();
+      const root = await q.executeTakeFirstOrThrow();
+      if (root.status === 'done') return false;
       const old = await trx.selectFrom('scans').select('id').where('root_id', '=', rootId).execute();
       const oldIds = old.map((o) => o.id);
       if (oldIds.length > 0) {
@@ -230,6 +268,7 @@ export class Store {
           })
           .execute();
       }
+      return true;
     });
   }
 
@@ -382,6 +421,37 @@ function objectColumns(node: ObjectReport): ScanUpdate {
     layers: JSON.stringify(layers),
     decisions: JSON.stringify(node.outcome.decisions),
     attributes: JSON.stringify(a),
+    ...emailColumns(a.email as EmailFields | undefined),
+  };
+}
+
+/** The part of the email scanner's `attributes.email` that the search columns hold. */
+interface EmailFields {
+  from?: string | null;
+  to?: string[];
+  subject?: string | null;
+  messageId?: string | null;
+  senderDomain?: string | null;
+  sourceIp?: string | null;
+  replyTo?: string | null;
+  returnPath?: string | null;
+  receiverDomain?: string | null;
+}
+
+/** X-Ray's email fields (sender, recipients, subject, message id, sender IP...) for search. */
+function emailColumns(e: EmailFields | undefined): ScanUpdate {
+  if (!e || typeof e !== 'object') return {};
+  const text = (v: unknown, max = 1000) => (typeof v === 'string' && v !== '' ? v.slice(0, max) : null);
+  return {
+    sample_from: text(e.from),
+    sample_to: Array.isArray(e.to) && e.to.length ? e.to.join(',').slice(0, 4000) : null,
+    subject: text(e.subject),
+    message_id: text(e.messageId),
+    sender_domain: text(e.senderDomain),
+    sender_ip: text(e.sourceIp, 64),
+    reply_to: text(e.replyTo),
+    return_path: text(e.returnPath),
+    receiver_domain: text(e.receiverDomain),
   };
 }
 

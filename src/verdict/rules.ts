@@ -8,9 +8,12 @@
  * - A required engine that failed makes the result partial and lifts a CLN to SUS: an object
  *   that was not examined is never reported clean. Other partial findings (not fully scanned,
  *   URL not fetched) keep the verdict but drop its confidence to LOW.
+ * - Findings of the `spam` category are scored apart: their sum gives LSP / SPM, never SUS /
+ *   MAL (src/verdict/spam.ts).
  */
 import { heuristics, type HeuristicId } from './heuristics.ts';
 import { worst, type Confidence, type VerdictCode } from './codes.ts';
+import { isSpamEvidence, spamDecision } from './spam.ts';
 
 export interface EvidenceItem {
   heuristic: HeuristicId;
@@ -31,6 +34,9 @@ export interface Decision {
 export interface Policy {
   scoreSuspicious: number;
   scoreMalicious: number;
+  /** Spam score from which an object is LSP / SPM (src/verdict/spam.ts; defaults there). */
+  scoreLikelySpam?: number;
+  scoreSpam?: number;
 }
 
 export interface Outcome {
@@ -39,6 +45,8 @@ export interface Outcome {
   /** Verdict of the object alone. */
   ownVerdict: VerdictCode;
   score: number;
+  /** Sum of the `spam` findings, kept out of `score` (src/verdict/spam.ts). */
+  spamScore: number;
   partial: boolean;
   confidence: Confidence;
   decisions: Decision[];
@@ -50,7 +58,8 @@ export function scoreOf(e: EvidenceItem): number {
 
 export function decide(evidence: EvidenceItem[], children: Outcome[], policy: Policy): Outcome {
   const decisions: Decision[] = [];
-  const score = evidence.reduce((s, e) => s + scoreOf(e), 0);
+  const score = evidence.reduce((s, e) => s + (isSpamEvidence(e) ? 0 : scoreOf(e)), 0);
+  const spamScore = evidence.reduce((s, e) => s + (isSpamEvidence(e) ? scoreOf(e) : 0), 0);
 
   let own: VerdictCode = 'CLN';
   let hard = false;
@@ -88,6 +97,12 @@ export function decide(evidence: EvidenceItem[], children: Outcome[], policy: Po
       reason: `required engine(s) could not finish: ${[...new Set(failedRequired.map((e) => e.scanner))].join(', ')}`,
     });
   }
+  // After the incomplete-scan rule, so that spam never hides a required engine's failure.
+  const spam = spamDecision(spamScore, policy);
+  if (spam && worst(own, spam.verdict) !== own) {
+    decisions.push(spam);
+    own = spam.verdict;
+  }
   // ClamAV's "encrypted" alert is moot when our archive scanner opened the archive itself.
   const opened = evidence.some((e) => e.heuristic === 'ARCHIVE_ENCRYPTED') && !evidence.some((e) => e.heuristic === 'ARCHIVE_ENCRYPTED_UNOPENED');
   const ownPartial = evidence.some((e) => heuristics[e.heuristic].partial && !(opened && e.heuristic === 'AV_ENCRYPTED'));
@@ -114,5 +129,5 @@ export function decide(evidence: EvidenceItem[], children: Outcome[], policy: Po
   else if (hard || verdict === 'CLN') confidence = partial ? 'MEDIUM' : 'HIGH';
   else confidence = 'MEDIUM';
 
-  return { verdict, ownVerdict: own, score, partial, confidence, decisions };
+  return { verdict, ownVerdict: own, score, spamScore, partial, confidence, decisions };
 }

@@ -60,6 +60,20 @@ function engines(row: ScanRow): { name: string; layer: string; status: string; m
   return JSON.parse(row.engines);
 }
 
+/**
+ * Screenshots of rendered pages (children with relation `screenshot`) in the tree below the
+ * scan. Their bytes are scanned but not kept (`path` is null while children have no blob).
+ */
+function screenshotImages(root: ScanRow, descendants: ScanRow[]): Record<string, unknown>[] {
+  const byId = new Map([root, ...descendants].map((r) => [r.id, r]));
+  return descendants
+    .filter((d) => d.relation === 'screenshot')
+    .map((d) => {
+      const page = d.parent_id === null ? undefined : byId.get(d.parent_id);
+      return { scan_id: d.id, parent_scan_id: d.parent_id, name: d.name, page_url: page?.final_url ?? page?.url ?? null, sha256: d.sha256, file_type: d.file_type, mime_type: d.mime, file_size: d.size, path: blobPath(d) };
+    });
+}
+
 function childSummary(row: ScanRow, byParent: Map<number, ScanRow[]>): Record<string, unknown> {
   const kids = byParent.get(row.id) ?? [];
   return {
@@ -72,8 +86,8 @@ function childSummary(row: ScanRow, byParent: Map<number, ScanRow[]>): Record<st
     sample_file_type: row.kind === 'url' ? 'url' : row.file_type,
     relation: row.relation,
     sample_sha256: row.sha256,
-    sample_from: null,
-    sample_to: null,
+    sample_from: row.sample_from,
+    sample_to: row.sample_to,
     payload_type: null,
     organization_id: row.org_id,
     origin: row.channel,
@@ -122,7 +136,7 @@ export function scanDetail(tree: ScanTree, siblings: ScanRow[]): Record<string, 
     verbose_verdict: done ? root.verdict : null,
     status: STATUS_CODES[root.status],
     verbose_status: STATUS_CODES[root.status],
-    verbose_action: null,
+    verbose_action: root.verbose_action,
     verbose_confidence: done ? root.confidence : null,
     confidence: root.score,
     score: root.score,
@@ -178,10 +192,17 @@ export function scanDetail(tree: ScanTree, siblings: ScanRow[]): Record<string, 
     has_mal_children: hasMalBelow(root, byParent),
     user_full_name: null,
     summaries: [],
-    images: [],
+    images: screenshotImages(root, descendants),
     highlighted: false,
-    sample_to: null,
-    sample_from: null,
+    sample_to: root.sample_to,
+    sample_from: root.sample_from,
+    subject: root.subject,
+    message_id: root.message_id,
+    sender_ip: root.sender_ip,
+    sender_domain: root.sender_domain,
+    reply_to: root.reply_to,
+    return_path: root.return_path,
+    receiver_domain: root.receiver_domain,
     sample_from_type: null,
     sample_to_type: null,
     scan_failures: eng.filter((e) => e.status === 'error' || e.status === 'timeout').map((e) => ({ engine: e.name, status: e.status, error: e.error ?? null })),

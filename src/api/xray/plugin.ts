@@ -365,7 +365,9 @@ function multipartError(e: unknown): unknown {
   if (err.code === 'FST_FILES_LIMIT') return invalid('data', 'only one file per request');
   if (err.code === 'FST_FIELDS_LIMIT' || err.code === 'FST_PARTS_LIMIT') return invalid('body', 'too many form fields');
   if (err.syscall || (typeof err.code === 'string' && /^E[A-Z]+$/.test(err.code))) return e;
-  return invalid('body', `malformed multipart body: ${err.message ?? String(e)}`);
+  // only the parser's own complaints are the client's fault; a failing blob store is ours
+  const parserFault = (typeof err.code === 'string' && err.code.startsWith('FST_')) || /unexpected end of (form|multipart)|malformed|boundary|part terminated|multipart/i.test(err.message ?? '');
+  return parserFault ? invalid('body', `malformed multipart body: ${err.message ?? String(e)}`) : e;
 }
 
 function nameFromLink(link: string): string | undefined {
