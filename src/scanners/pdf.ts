@@ -32,6 +32,7 @@
  */
 import { MIN_BOMB_BYTES, sanitiseMemberName } from './archive-common.ts';
 import { decodeStream, type Decoded, type FilterSpec } from './pdf-filters.ts';
+import { openStandardSecurity, type Decryptor, type EncryptParams } from './pdf-crypto.ts';
 import { mayFollowLinks } from './html.ts';
 import type { ChildSpec, Finding, SampleInfo, ScanContext, Scanner } from './types.ts';
 
@@ -366,6 +367,11 @@ class PdfDocument {
   capped: { object: number; reason: string }[] = [];
   private readonly text: string;
   private readonly decodeCache = new Map<PdfObject, Decoded>();
+  /** Set when the document is encrypted and a password opened it. */
+  decryptor?: Decryptor;
+  /** The outcome of opening an encrypted document (absent: not encrypted). */
+  security?: { opened: true; method: string; openedWith: string } | { opened: false; reason: string; passwordsTried: number };
+  private encryptObj?: number;
 
   constructor(
     readonly b: Buffer,
@@ -464,6 +470,84 @@ class PdfDocument {
     }
   }
 
+  /**
+   * Opens an encrypted document with the Standard security handler (the empty password first,
+   * then `passwords`) and decrypts the strings of every top-level object; streams are decrypted
+   * as they are decoded. Call after parse(), before expandObjectStreams().
+   */
+  openEncryption(passwords: readonly string[]): void {
+    const holders = [...this.trailers, ...this.objects.filter((o) => o.value instanceof Map && nameOf(o.value.get('Type')) === 'XRef').map((o) => o.value as PdfDict)];
+    const holder = holders.find((t) => t.has('Encrypt'));
+    if (!holder) return;
+    const ref = holder.get('Encrypt');
+    if (ref instanceof PdfRef) this.encryptObj = ref.num;
+    const enc = this.resolve(ref);
+    if (!(enc instanceof Map)) {
+      this.security = { opened: false, reason: 'the /Encrypt dictionary cannot be read', passwordsTried: 0 };
+      return;
+    }
+    const num = (k: string) => {
+      const v = this.resolve(enc.get(k));
+      return typeof v === 'number' ? v : undefined;
+    };
+    const bytes = (k: string) => {
+      const v = this.resolve(enc.get(k));
+      return v instanceof PdfString ? v.bytes : undefined;
+    };
+    const ids = this.resolve(holders.find((t) => t.has('ID'))?.get('ID'));
+    const id0 = Array.isArray(ids) && ids[0] instanceof PdfString ? ids[0].bytes : Buffer.alloc(0);
+    const cf = this.resolve(enc.get('CF'));
+    const methodOf = (which: 'StmF' | 'StrF') => {
+      const name = nameOf(this.resolve(enc.get(which)));
+      if (!name || name === 'Identity') return name ?? 'Identity';
+      const f = cf instanceof Map ? this.resolve(cf.get(name)) : undefined;
+      return f instanceof Map ? (nameOf(this.resolve(f.get('CFM'))) ?? 'None') : 'None';
+    };
+    const o = bytes('O');
+    const u = bytes('U');
+    if (!o || !u) {
+      this.security = { opened: false, reason: 'the /Encrypt dictionary lacks /O or /U', passwordsTried: 0 };
+      return;
+    }
+    const params: EncryptParams = {
+      filter: nameOf(this.resolve(enc.get('Filter'))),
+      v: num('V') ?? 0,
+      r: num('R') ?? 0,
+      length: num('Length'),
+      o,
+      u,
+      oe: bytes('OE'),
+      ue: bytes('UE'),
+      p: num('P') ?? 0,
+      encryptMetadata: this.resolve(enc.get('EncryptMetadata')) !== false,
+      stmMethod: methodOf('StmF'),
+      strMethod: methodOf('StrF'),
+    };
+    const r = openStandardSecurity(params, id0, passwords);
+    if (!r.ok) {
+      this.security = { opened: false, reason: r.reason, passwordsTried: r.passwordsTried };
+      return;
+    }
+    this.decryptor = r.decryptor;
+    this.security = { opened: true, method: r.decryptor.method, openedWith: r.decryptor.openedWith };
+    const d = r.decryptor;
+    const fix = (v: PdfValue, obj: PdfObject, depth: number): PdfValue => {
+      if (v instanceof PdfString) return new PdfString(d.string(obj.num, obj.gen, v.bytes));
+      if (depth > MAX_DEPTH) return v;
+      if (Array.isArray(v)) {
+        for (let i = 0; i < v.length; i++) v[i] = fix(v[i], obj, depth + 1);
+      } else if (v instanceof Map) {
+        for (const [k, x] of v) if (x instanceof PdfString || x instanceof Map || Array.isArray(x)) v.set(k, fix(x, obj, depth + 1));
+      }
+      return v;
+    };
+    for (const obj of this.objects) {
+      // the /Encrypt dictionary and cross-reference streams are never encrypted
+      if (obj.num === this.encryptObj || obj.inObjStm !== undefined || (obj.value instanceof Map && nameOf(obj.value.get('Type')) === 'XRef')) continue;
+      obj.value = fix(obj.value, obj, 0);
+    }
+  }
+
   /** Decodes each /ObjStm and parses the objects it holds. */
   async expandObjectStreams(): Promise<void> {
     const containers = this.objects.filter((o) => o.stream && o.value instanceof Map && nameOf(o.value.get('Type')) === 'ObjStm');
@@ -523,7 +607,8 @@ class PdfDocument {
     if (!obj.stream || !(obj.value instanceof Map)) return undefined;
     const cached = this.decodeCache.get(obj);
     if (cached) return cached.data;
-    const raw = this.b.subarray(obj.stream.start, obj.stream.end);
+    let raw = this.b.subarray(obj.stream.start, obj.stream.end);
+    if (this.decryptor && obj.num !== this.encryptObj && nameOf(obj.value.get('Type')) !== 'XRef') raw = this.decryptor.stream(obj.num, obj.gen, raw);
     const filters = this.filtersOf(obj.value);
     const limits = this.ctx.limits;
     const budgetLeft = Math.max(0, Math.min(DECODE_BUDGET, limits.maxTotalExtractedBytes) - this.decodedBytes);
@@ -758,6 +843,7 @@ export const pdfScanner: Scanner = {
     let a: Analysis | undefined;
     try {
       doc.parse();
+      doc.openEncryption(ctx.options.passwords);
       await doc.expandObjectStreams();
       a = await analyse(doc);
     } catch (err) {
@@ -848,7 +934,9 @@ function findings(doc: PdfDocument, a: Analysis): Finding[] {
   }
   if (a.xfa) out.push({ heuristic: 'PDF_XFA', details: 'XML Forms Architecture form' });
   if (a.richMedia || kw.RichMedia) out.push({ heuristic: 'PDF_RICH_MEDIA', details: 'RichMedia (Flash or other embedded player content)' });
-  if (a.encrypted) out.push({ heuristic: 'PDF_ENCRYPTED', details: 'encrypted: strings and streams were not decrypted' });
+  const sec = doc.security;
+  if (sec?.opened) out.push({ heuristic: 'PDF_DECRYPTED', details: `${sec.method} encryption opened with ${sec.openedWith === 'empty' ? 'the empty user password' : `a supplied ${sec.openedWith} password`}; strings and streams were decrypted and analysed`, data: { method: sec.method, openedWith: sec.openedWith } });
+  else if (a.encrypted) out.push({ heuristic: 'PDF_ENCRYPTED', details: `encrypted: ${sec && !sec.opened ? sec.reason : 'strings and streams were not decrypted'}`, data: sec && !sec.opened ? { passwordsTried: sec.passwordsTried, reason: sec.reason } : undefined });
   return out;
 }
 
@@ -872,8 +960,8 @@ async function emitChildren(
   let files = 0;
   let links = 0;
   let images = 0;
-  // Encrypted strings and streams are ciphertext here: nothing worth scanning.
-  if (!a.encrypted) {
+  // Encrypted strings and streams that no password opened are ciphertext: nothing worth scanning.
+  if (!a.encrypted || doc.decryptor) {
     for (const s of a.scripts) {
       if (await emit({ name: `object-${s.object}.js`, relation: 'script', data: Buffer.from(s.code, 'utf8'), meta: { object: s.object } })) scripts++;
     }
