@@ -379,3 +379,21 @@ export async function privateDir(tmpDir: string, prefix: string): Promise<string
   await fsp.mkdir(tmpDir, { recursive: true });
   return fsp.mkdtemp(path.join(tmpDir, `${prefix}-`));
 }
+
+/**
+ * Lists an archive whose headers (member names) are encrypted: tries each password until one
+ * gives a listing. Undefined when none does; the caller then reports the archive as unopened.
+ */
+export async function listWithHeaderPassword<L extends { listing?: unknown }>(session: ArchiveSession, passwords: readonly string[], list: (password: string) => Promise<L>): Promise<{ listed: L; password: string } | undefined> {
+  for (const pw of passwords) {
+    session.checkContinue();
+    const attempt = await list(pw);
+    if (attempt.listing) return { listed: attempt, password: pw };
+  }
+  return undefined;
+}
+
+/** The finding of an archive whose encrypted headers no password opened. */
+export function flagLockedHeaders(session: ArchiveSession, passwords: readonly string[]): void {
+  session.flag('ARCHIVE_ENCRYPTED_UNOPENED', { reason: passwords.length ? 'no_password_matched' : 'no_password', encryption: 'encrypted_headers', tried: passwords.length });
+}

@@ -40,6 +40,8 @@ import {
   type EntryKind,
   type ListedEntry,
   type Listing,
+  listWithHeaderPassword,
+  flagLockedHeaders,
 } from './container-extract.ts';
 import { runTool, startTool, type ToolOptions, type ToolResult } from './subprocess.ts';
 import type { ScanInput, Scanner } from './types.ts';
@@ -212,19 +214,13 @@ async function scan7z(session: ArchiveSession, input: ScanInput, file: string, t
   let headerPassword: string | undefined;
   let listed = await list7z(bin, file, '', base, fallbackName);
   if (listed.lockedHeaders) {
-    for (const pw of passwords) {
-      session.checkContinue();
-      const attempt = await list7z(bin, file, pw, base, fallbackName);
-      if (attempt.listing) {
-        listed = attempt;
-        headerPassword = pw;
-        break;
-      }
-    }
-    if (headerPassword === undefined) {
-      session.flag('ARCHIVE_ENCRYPTED_UNOPENED', { reason: passwords.length ? 'no_password_matched' : 'no_password', encryption: 'encrypted_headers', tried: passwords.length });
+    const opened = await listWithHeaderPassword(session, passwords, (pw) => list7z(bin, file, pw, base, fallbackName));
+    if (!opened) {
+      flagLockedHeaders(session, passwords);
       return;
     }
+    listed = opened.listed;
+    headerPassword = opened.password;
     session.flag('ARCHIVE_ENCRYPTED', { encryption: 'encrypted_headers', passwordWorked: true });
   }
   session.checkContinue();

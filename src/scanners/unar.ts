@@ -30,6 +30,8 @@ import {
   type ListedEntry,
   type Listing,
   type PlannedEntry,
+  listWithHeaderPassword,
+  flagLockedHeaders,
 } from './container-extract.ts';
 import { runTool, type ToolOptions, type ToolResult } from './subprocess.ts';
 import type { Scanner } from './types.ts';
@@ -128,19 +130,13 @@ export async function scanWithUnar(
   let headerPassword: string | undefined;
   let listed = await lsar(tools.lsar!, file, '', base);
   if (listed.lockedHeaders) {
-    for (const pw of passwords) {
-      session.checkContinue();
-      const attempt = await lsar(tools.lsar!, file, pw, base);
-      if (attempt.listing) {
-        listed = attempt;
-        headerPassword = pw;
-        break;
-      }
-    }
-    if (headerPassword === undefined) {
-      session.flag('ARCHIVE_ENCRYPTED_UNOPENED', { reason: passwords.length ? 'no_password_matched' : 'no_password', encryption: 'encrypted_headers', tried: passwords.length });
+    const opened = await listWithHeaderPassword(session, passwords, (pw) => lsar(tools.lsar!, file, pw, base));
+    if (!opened) {
+      flagLockedHeaders(session, passwords);
       return { opened: true };
     }
+    listed = opened.listed;
+    headerPassword = opened.password;
     session.flag('ARCHIVE_ENCRYPTED', { encryption: 'encrypted_headers', passwordWorked: true });
   }
   const listing = listed.listing;
