@@ -103,7 +103,7 @@ export const configSchema = z.object({
   jobMaxAttempts: z.coerce.number().int().positive().default(5).describe('Attempts before a job whose engine stays unavailable completes as partial'),
   egressAllow: list.default([]).describe('CIDR ranges that URL fetches, download_link and callbacks may reach despite being private/loopback (e.g. 127.0.0.0/8)'),
   egressDeny: list.default([]).describe('Extra CIDR ranges that are always refused'),
-  archivePasswords: list.default(['infected', 'malware', 'virus', 'password']).describe('Passwords tried on encrypted archives after the request\'s own'),
+  archivePasswords: list.default(['infected', 'malware', 'virus', 'password']).describe('Passwords tried on encrypted archives and documents (zip, 7z, rar, Office, PDF) after the request\'s own'),
   clamd: z.string().default('auto').describe('`auto` (start our own clamd when Debian\'s binary exists), `off`, a unix socket path, or tcp://host:port of an external clamd'),
   clamdBinary: z.string().default('/usr/sbin/clamd').describe('clamd binary used when Verdict manages its own clamd'),
   clamavSystemDbDir: z.string().default('/var/lib/clamav').describe('Folder of freshclam databases loaded into the managed clamd when present'),

@@ -7,8 +7,10 @@
  * `embedded_object` children; in other compound files (MSI...) streams that hold a recognisable
  * file (a cabinet, an executable) do.
  *
- * Damaged files are findings (UNPARSEABLE), never exceptions. Decryption is not attempted: an
- * encrypted document is reported as not scanned (ENCRYPTED_DOCUMENT, partial).
+ * Damaged files are findings (UNPARSEABLE), never exceptions. Encrypted OOXML (Agile, Standard)
+ * is decrypted with the request's passwords or Excel's default (src/scanners/office-crypto.ts)
+ * and the package becomes a child (DOCUMENT_DECRYPTED); what stays closed, and legacy RC4/XOR
+ * encryption, is reported as not scanned (ENCRYPTED_DOCUMENT, partial).
  *
  * @example
  * const r = await runScanner(oleScanner, docBytes);
@@ -19,6 +21,7 @@ import { baseName, sanitiseMemberName } from './archive-common.ts';
 import { DETECT_HEAD_BYTES, detectType, isExecutableName } from './file-type.ts';
 import type { ChildRefusal, ChildSpec, Finding, ScanContext, Scanner } from './types.ts';
 import { extractVbaProjects, openCompound, vbaFindings, type Compound, type OleEntry } from './vba.ts';
+import { decryptOfficePackage, DEFAULT_EXCEL_PASSWORD } from './office-crypto.ts';
 
 /** Largest compound file parsed (the parser holds it in memory). */
 export const MAX_OLE_BYTES = 256 * 1024 * 1024;
@@ -134,7 +137,7 @@ export const oleScanner: Scanner = {
     } catch (err) {
       return { evidence: [{ heuristic: 'UNPARSEABLE', details: `not a readable OLE compound file: ${(err as Error).message}`.slice(0, 300), data: { format: 'ole' } }] };
     }
-    const result = await analyseCompound(compound, ctx);
+    const result = await analyseCompound(compound, ctx, input.info.name);
     if (compound.damage?.length) {
       result.evidence.unshift({ heuristic: 'UNPARSEABLE', details: `damaged compound file, read in part: ${compound.damage.slice(0, 3).join('; ')}`.slice(0, 300), data: { format: 'ole', damage: compound.damage.slice(0, 20) } });
     }
@@ -153,7 +156,7 @@ function kindOf(c: Compound): Kind {
   return 'other';
 }
 
-async function analyseCompound(compound: Compound, ctx: ScanContext): Promise<{ evidence: Finding[]; attributes: Record<string, unknown> }> {
+async function analyseCompound(compound: Compound, ctx: ScanContext, name: string): Promise<{ evidence: Finding[]; attributes: Record<string, unknown> }> {
   const evidence: Finding[] = [];
   const sink = new ChildSink(ctx);
   const streams = compound.entries.filter((e) => e.type === 'stream');
@@ -175,7 +178,9 @@ async function analyseCompound(compound: Compound, ctx: ScanContext): Promise<{ 
   }
 
   const encryption = encryptionOf(compound, kind);
-  if (encryption) {
+  if (encryption && kind === 'encrypted_ooxml') {
+    evidence.push(await decryptOoxml(compound, ctx, sink, name, encryption));
+  } else if (encryption) {
     evidence.push({
       heuristic: 'ENCRYPTED_DOCUMENT',
       details: `${encryption.method} encryption; decryption is not supported, the content was not scanned`,
@@ -225,6 +230,26 @@ function encryptionOf(c: Compound, kind: Kind): Record<string, unknown> | undefi
   }
   if (kind === 'powerpoint' && c.get('EncryptedSummary')) return { format: 'ppt', method: 'rc4' };
   return undefined;
+}
+
+/**
+ * Encrypted OOXML: tries the request's passwords and Excel's default; the decrypted package (a
+ * zip) becomes a child for the OOXML, YARA and ClamAV scanners. Unopened stays partial.
+ */
+async function decryptOoxml(c: Compound, ctx: ScanContext, sink: ChildSink, name: string, encryption: Record<string, unknown>): Promise<Finding> {
+  const r = await decryptOfficePackage(c.get('EncryptionInfo')!.content, c.get('EncryptedPackage')!.content, ctx.options.passwords, { signal: ctx.signal, deadline: ctx.deadline });
+  if (!r.ok) {
+    return { heuristic: 'ENCRYPTED_DOCUMENT', details: `${encryption.method} encryption, not decrypted (${r.reason}): ${r.details}`.slice(0, 300), data: { ...encryption, reason: r.reason, passwordsTried: r.tried } };
+  }
+  // Keep the document's own extension so the child reads as what it is (.docx, .xlsm...).
+  const ext = /\.[a-z0-9]{1,5}$/i.exec(name)?.[0].toLowerCase() ?? '.zip';
+  const defaultPassword = r.password === DEFAULT_EXCEL_PASSWORD;
+  await sink.emit({ name: `decrypted${ext}`, relation: 'decompressed', data: r.data, meta: { decryptedFrom: encryption.method } });
+  return {
+    heuristic: 'DOCUMENT_DECRYPTED',
+    details: `${encryption.method} encryption, opened with ${defaultPassword ? `Excel's default password ${DEFAULT_EXCEL_PASSWORD}` : `supplied password #${r.passwordIndex + 1}`}; the content is scanned as a child`,
+    data: { ...encryption, passwordsTried: r.tried, passwordIndex: r.passwordIndex, defaultPassword, size: r.data.length },
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
