@@ -177,6 +177,7 @@ async function configCommand(args: string[]): Promise<number> {
       for (const k of p) d = (d as Record<string, unknown> | undefined)?.[k];
       if (p.join('.') === 'dataDir') d = './data';
       if (p.join('.') === 'workers') d = 'number of CPUs';
+      if (p.join('.') === 'yaraThreads') d = 'number of CPUs, at most 4';
       const shown = d === undefined ? '(unset)' : Array.isArray(d) ? d.join(',') || '(empty)' : typeof d === 'object' && d !== null ? (Object.keys(d).length ? JSON.stringify(d) : '(none)') : String(d);
       console.log(`| \`${p.join('.')}\` | \`${envName(p)}\` | \`${shown}\` | ${schema.description ?? ''} |`);
     }

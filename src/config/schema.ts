@@ -108,6 +108,7 @@ export const configSchema = z.object({
   clamdBinary: z.string().default('/usr/sbin/clamd').describe('clamd binary used when Verdict manages its own clamd'),
   clamavSystemDbDir: z.string().default('/var/lib/clamav').describe('Folder of freshclam databases loaded into the managed clamd when present'),
   clamdRequired: bool.default(false).describe('Refuse to start when clamd cannot be started or reached'),
+  yaraThreads: z.coerce.number().int().min(0).default(Math.min(4, os.availableParallelism())).describe('Worker threads for YARA scans of objects from 4 MB, so a big scan never blocks the API (0: scan on the main thread)'),
   yaraRulesDirs: list.default([]).describe('Extra folders of .yar/.yara rule files compiled with the bundled rules'),
   fetchEmbeddedLinks: bool.default(false).describe('Also fetch URLs found inside scanned objects (links in pages, PDFs, documents, emails); they are always judged by the URL heuristics'),
   urlFetch: bool.default(true).describe('Fetch submitted URLs (through the egress guard) and scan their content'),

@@ -33,6 +33,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { compile, validate, type RuleMatch, type YaraX } from '@litko/yara-x';
+import { YaraPool } from '../engines/yara-pool.ts';
 import type { HeuristicId } from '../verdict/heuristics.ts';
 import type { Finding, Scanner } from './types.ts';
 
@@ -41,6 +42,9 @@ export const RULES_DIR = fileURLToPath(new URL('../../rules/', import.meta.url))
 
 /** File extensions compiled from a rules folder (compared case-insensitively). */
 export const RULE_FILE_EXTENSIONS: readonly string[] = ['.yar', '.yara'];
+
+/** How rules are compiled, here and in the scan threads. */
+export const COMPILE_OPTIONS = { relaxedReSyntax: true };
 
 /** Objects up to this size are scanned from memory, larger ones from their file. */
 export const IN_MEMORY_SCAN_MAX = 64 * 1024 ** 2;
@@ -151,7 +155,7 @@ export function compileRules(entries: readonly string[]): CompiledRules {
   const { files, sources } = readRuleFiles(entries);
   let rules: YaraX;
   try {
-    rules = compile(rootSource(files), { relaxedReSyntax: true });
+    rules = compile(rootSource(files), COMPILE_OPTIONS);
   } catch (e) {
     const d = diagnosticFrom('error', (e as Error).message, files);
     throw new YaraRuleError(
@@ -228,7 +232,8 @@ function readRuleFiles(entries: readonly string[]): { files: string[]; sources: 
 }
 
 /** One `include` per file: the compiler then names the file in its messages. */
-function rootSource(files: readonly string[]): string {
+/** The source that compiles all rule files: one `include` each (also what the thread pool compiles). */
+export function rootSource(files: readonly string[]): string {
   return files.map((f) => `include "${f.replace(/[\\"]/g, (c) => `\\${c}`).replace(/\n/g, '\\n')}"\n`).join('');
 }
 
@@ -346,7 +351,10 @@ function heuristicFor(meta: Record<string, unknown>): HeuristicId {
   return 'YARA_INFO';
 }
 
-export const yaraScanner: Scanner<CompiledRules> = {
+/** Objects from this size are scanned in a worker thread (when `yaraThreads` > 0). */
+export const THREAD_SCAN_MIN = 4 * 1024 ** 2;
+
+export const yaraScanner: Scanner<CompiledRules & { pool?: YaraPool }> = {
   name: 'yara',
   version: '1',
   layer: 'signatures',
@@ -356,16 +364,20 @@ export const yaraScanner: Scanner<CompiledRules> = {
     const compiled = compileRules([RULES_DIR, ...ictx.config.yaraRulesDirs]);
     for (const w of compiled.warnings) ictx.log.warn({ file: w.file, line: w.line, column: w.column, code: w.code }, `YARA rule warning: ${w.summary}`);
     ictx.log.info({ files: compiled.files.length, userDirs: ictx.config.yaraRulesDirs }, 'YARA rules compiled');
-    return compiled;
+    const threads = ictx.config.yaraThreads;
+    return { ...compiled, pool: threads > 0 ? new YaraPool(rootSource(compiled.files), COMPILE_OPTIONS, threads) : undefined };
   },
 
   accepts: (info) => info.kind === 'file',
 
   async scan(input, _ctx, compiled) {
+    // big objects in a worker thread, so the API stays responsive; small ones here (cheaper)
     const matches =
-      input.info.size <= IN_MEMORY_SCAN_MAX
-        ? compiled.rules.scan(await input.bytes(IN_MEMORY_SCAN_MAX))
-        : compiled.rules.scanFile(await input.path());
+      compiled.pool && input.info.size >= THREAD_SCAN_MIN
+        ? await compiled.pool.scanFile(await input.path())
+        : input.info.size <= IN_MEMORY_SCAN_MAX
+          ? compiled.rules.scan(await input.bytes(IN_MEMORY_SCAN_MAX))
+          : compiled.rules.scanFile(await input.path());
     return { evidence: matches.map((m) => findingFor(m, compiled)) };
   },
 };
