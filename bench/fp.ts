@@ -113,7 +113,11 @@ async function main(): Promise<void> {
     let slowest = { path: '', ms: 0 };
 
     const files = (async function* () {
-      for (const root of roots) yield* regularFiles(path.resolve(root), skipped);
+      for (const root of roots) {
+        const st = await fsp.lstat(root).catch(() => undefined);
+        if (st?.isFile()) yield path.resolve(root);
+        else yield* regularFiles(path.resolve(root), skipped);
+      }
     })();
     let taken = 0;
     // One caller at a time: two workers waiting on the walk must not both pass the limit check.

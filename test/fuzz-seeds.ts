@@ -421,6 +421,52 @@ function emailSeed(attachment: Buffer): Buffer {
   return Buffer.from(lines.join('\r\n'));
 }
 
+/** An mbox of two messages, the second carrying the first seed email's attachment. */
+function mboxSeed(email: Buffer): Buffer {
+  const first = 'From: alice@example.org\nTo: bob@example.org\nSubject: lunch\nDate: Mon, 1 Jan 2024 09:00:00 +0000\n\nNoon? See https://203.0.113.40/menu\n>From the kitchen.\n';
+  return Buffer.concat([Buffer.from(`From alice@example.org Mon Jan  1 09:00:00 2024\n${first}\nFrom billing@example.test Mon Jan  1 10:00:00 2024\n`), email.subarray(0, email.indexOf('\r\n\r\n--b1_fuzz_boundary--')), Buffer.from('\r\n--b1_fuzz_boundary--\r\n')]);
+}
+
+/** An Outlook .msg ([MS-OXMSG]): message properties, one recipient and one attachment by value. */
+async function msgSeed(attachment: Buffer): Promise<Buffer> {
+  const utf16 = (t: string) => Buffer.from(t, 'utf16le');
+  // Fixed-size property entry: tag (id << 16 | type), flags, 8-byte value (a size for variable types).
+  const prop = (tag: number, value: number) => Buffer.concat([u32(tag), u32(6), u32(value), u32(0)]);
+  const top = Buffer.concat([Buffer.alloc(8), u32(1), u32(1), u32(1), u32(1), Buffer.alloc(8), prop(0x0037001f, 24), prop(0x1000001f, 80)]);
+  const recip = '__recip_version1.0_#00000000';
+  const att = '__attach_version1.0_#00000000';
+  return makeOle({
+    '__properties_version1.0': top,
+    '__substg1.0_001A001F': utf16('IPM.Note'),
+    '__substg1.0_0037001F': utf16('Invoice 2024-001'),
+    '__substg1.0_0C1F001F': utf16('billing@example.test'),
+    '__substg1.0_1000001F': utf16('Please open the attached invoice: https://203.0.113.7/inv'),
+    '__substg1.0_007D001F': utf16('Received: from mail.example.test ([203.0.113.30])\r\nFrom: billing@example.test\r\nSubject: Invoice\r\n'),
+    [`${recip}/__properties_version1.0`]: Buffer.concat([Buffer.alloc(8), prop(0x0c150003, 1)]),
+    [`${recip}/__substg1.0_39FE001F`]: utf16('alice@example.org'),
+    [`${att}/__properties_version1.0`]: Buffer.concat([Buffer.alloc(8), prop(0x37050003, 1)]),
+    [`${att}/__substg1.0_3707001F`]: utf16('invoice.zip'),
+    [`${att}/__substg1.0_37010102`]: attachment,
+  });
+}
+
+/** A TNEF stream (winmail.dat) with a message class and one attachment. */
+function tnefSeed(attachment: Buffer, name: string): Buffer {
+  const attr = (level: number, id: number, data: Buffer) => {
+    let sum = 0;
+    for (const b of data) sum = (sum + b) & 0xffff;
+    return Buffer.concat([Buffer.from([level]), u32(id), u32(data.length), data, u16(sum)]);
+  };
+  return Buffer.concat([
+    u32(0x223e9f78), u16(1),
+    attr(1, 0x00089006, u32(0x00010000)), // TNEF version
+    attr(1, 0x00078008, Buffer.from('IPM.Microsoft Mail.Note\0', 'latin1')), // message class
+    attr(2, 0x00069002, Buffer.alloc(14)), // attachment rendering: starts an attachment
+    attr(2, 0x00018010, Buffer.from(`${name}\0`, 'latin1')), // title
+    attr(2, 0x0006800f, attachment), // data
+  ]);
+}
+
 const URLS = [
   'http://user:pass@203.0.113.10:8081/login.php?next=%2Fpaypal',
   'https://xn--pypal-4ve.com/signin',
@@ -505,6 +551,9 @@ export async function buildSeeds(dir: string): Promise<Seed[]> {
     ...scripts,
     { name: 'text-pii', file: 'export.txt', kind: 'file', data: text(PII) },
     { name: 'email', file: 'message.eml', kind: 'file', data: emailSeed(zip) },
+    { name: 'mbox', file: 'inbox.mbox', kind: 'file', data: mboxSeed(emailSeed(inner)) },
+    { name: 'outlook-msg', file: 'invoice.msg', kind: 'file', data: await msgSeed(inner) },
+    { name: 'tnef', file: 'winmail.dat', kind: 'file', data: tnefSeed(inner, 'invoice.zip') },
     { name: 'pe', file: 'setup.exe', kind: 'file', data: minimalPe() },
     { name: 'elf', file: 'tool', kind: 'file', data: minimalElf() },
     ...URLS.map((u, i): Seed => ({ name: `url-${i + 1}`, file: u, kind: 'url', data: text(u) })),

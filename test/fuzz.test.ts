@@ -194,17 +194,17 @@ interface CaseResult {
 }
 
 async function workerMain(): Promise<void> {
+  const fatal = (what: string) => (e: unknown) => {
+    process.send!({ type: 'fatal', error: `${what}: ${(e as Error)?.stack ?? String(e)}` }, () => process.exit(70));
+  };
+  process.on('unhandledRejection', fatal('unhandled rejection'));
+  process.on('uncaughtException', fatal('uncaught exception'));
   const pino = (await import('pino')).default;
   const { loadConfig } = await import('../src/config/load.ts');
   const { initScanners } = await import('../src/scanners/index.ts');
   const { Engine } = await import('../src/engine/engine.ts');
   const { walk } = await import('../src/engine/report.ts');
   const { isVerdictCode } = await import('../src/verdict/codes.ts');
-  const fatal = (what: string) => (e: unknown) => {
-    process.send!({ type: 'fatal', error: `${what}: ${(e as Error)?.stack ?? String(e)}` }, () => process.exit(70));
-  };
-  process.on('unhandledRejection', fatal('unhandled rejection'));
-  process.on('uncaughtException', fatal('uncaught exception'));
 
   const dir = process.env.FUZZ_SEEDS_DIR!;
   const seeds: Seed[] = JSON.parse(fs.readFileSync(path.join(dir, 'seeds.json'), 'utf8')).map((s: Omit<Seed, 'data'> & { file: string; path: string }) => ({ ...s, data: fs.readFileSync(s.path) }));
@@ -328,6 +328,7 @@ if (process.env.VERDICT_FUZZ_WORKER) {
           let watchdog: NodeJS.Timeout | undefined;
           let fatal: string | undefined;
           let done = false;
+          let ready = false;
           const next = () => {
             job = performance.now() < stopAt ? queue.shift() : undefined;
             if (!job) {
@@ -344,6 +345,7 @@ if (process.env.VERDICT_FUZZ_WORKER) {
           };
           child.on('message', (m: CaseResult | { type: 'ready' } | { type: 'fatal'; error: string }) => {
             if (m.type === 'ready') {
+              ready = true;
               if (stopAt === Infinity) stopAt = performance.now() + seconds * 1000;
               return next();
             }
@@ -352,7 +354,9 @@ if (process.env.VERDICT_FUZZ_WORKER) {
               return;
             }
             clearTimeout(watchdog);
-            const j = job!;
+            // A result racing the watchdog's kill: the case is already recorded as a hang.
+            if (!job) return;
+            const j = job;
             results.push(m);
             if (m.thrown) fail(j, `the engine threw: ${m.thrown}`);
             else if (!m.verdict) fail(j, 'no verdict in the report');
@@ -365,8 +369,9 @@ if (process.env.VERDICT_FUZZ_WORKER) {
             if (!done) {
               // Died with a case in flight (crash, out of memory) or killed by the watchdog.
               if (job) fail(job, `worker died (code ${code}, signal ${signal})${fatal ? `: ${fatal}` : ''}`);
+              else if (!ready) failures.push({ id: 'worker', what: `a worker could not start (code ${code}, signal ${signal})${fatal ? `: ${fatal}` : ''}` });
               else if (fatal) failures.push({ id: 'worker', what: fatal });
-              if (queue.length && performance.now() < stopAt) return spawn();
+              if (ready && queue.length && performance.now() < stopAt) return spawn();
             }
             if (running === 0) resolve();
           });
@@ -387,7 +392,7 @@ if (process.env.VERDICT_FUZZ_WORKER) {
         }
       }
       const ms = results.map((r) => r.ms).sort((a, b) => a - b);
-      t.diagnostic(`${results.length}/${total} cases in ${elapsed.toFixed(1)} s (${(results.length / elapsed).toFixed(0)}/s)${results.length < total ? ` (stopped by the ${seconds} s budget)` : ''}, ${seeds.length} seeds, p50 ${ms[Math.floor(ms.length / 2)]?.toFixed(0)} ms, p99 ${ms[Math.floor(ms.length * 0.99)]?.toFixed(0)} ms, max ${ms.at(-1)?.toFixed(0)} ms`);
+      t.diagnostic(`${results.length}/${total} cases in ${elapsed.toFixed(1)} s (${(results.length / elapsed).toFixed(0)}/s)${queue.length ? ` (${queue.length} not started: ${seconds} s budget)` : ''}, ${seeds.length} seeds${ms.length ? `, p50 ${ms[Math.floor(ms.length / 2)].toFixed(0)} ms, p99 ${ms[Math.floor(ms.length * 0.99)].toFixed(0)} ms, max ${ms.at(-1)!.toFixed(0)} ms` : ''}`);
       for (const [scanner, k] of byEngine) t.diagnostic(`ENGINE_ERROR ${scanner}: ${k.errors} errors, ${k.timeouts} timeouts; e.g. ${k.example.slice(0, 200)}`);
       const slowest = [...results].sort((a, b) => b.ms - a.ms).slice(0, 3);
       t.diagnostic(`slowest: ${slowest.map((r) => `${r.id} ${r.ms.toFixed(0)} ms`).join(', ')}`);

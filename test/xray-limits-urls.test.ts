@@ -158,6 +158,6 @@ test('malformed bodies are 400 naming the problem, never a server error', async 
   const res = await v.api('POST', '/api/v1/files/', { body: two });
   assert.equal(res.status, 400);
   assert.match(((await res.json()) as any).detail, /one file/);
-  const incoming = path.join(v.dataDir, 'blobs', '.incoming');
-  assert.deepEqual(fs.readdirSync(incoming), [], 'nothing half-written is left');
+  const incoming = path.join(v.dataDir, 'blobs', '.incoming'); // absent when samples go to S3
+  assert.deepEqual(fs.existsSync(incoming) ? fs.readdirSync(incoming) : [], [], 'nothing half-written is left');
 });

@@ -193,3 +193,14 @@ describe('outlook-msg scanner', () => {
     assert.deepEqual(ole.heuristics, []);
   });
 });
+
+test('a damaged message that sends the msgreader library into an endless loop is reported, in bounded time', async () => {
+  // found by test/fuzz.test.ts (seed outlook-msg#4): looping sector chains
+  const { readFileSync } = await import('node:fs');
+  const data = readFileSync(new URL('../../test/fixtures/msg/damaged-loop.msg', import.meta.url));
+  const started = Date.now();
+  const r = await runScanner(outlookMsgScanner, data, { name: 'invoice.msg' });
+  assert.deepEqual(r.heuristics, ['UNPARSEABLE']);
+  assert.match(String(r.evidence[0].details), /not a readable Outlook message/);
+  assert.ok(Date.now() - started < 10_000);
+});

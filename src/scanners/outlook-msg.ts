@@ -22,6 +22,7 @@ import { parseAddressHeader } from 'mailparser';
 import { ArchiveSession, errorMessage, isExtractionStop } from './archive-common.ts';
 import { finishMessage, headerValues, mailboxes, splitHeaderBlock, type MessageFacts } from './email.ts';
 import { MAX_OLE_BYTES } from './ole.ts';
+import { openCompound } from './vba.ts';
 import type { Finding, Scanner } from './types.ts';
 
 // The package is CommonJS: its class is `exports.default`.
@@ -163,16 +164,20 @@ export const outlookMsgScanner: Scanner = {
     if (!mayBeMessage(data)) return {};
     let reader: MsgReader;
     let fields: FieldsData;
+    let facts: ReturnType<typeof messageFacts>;
     try {
+      // msgreader can loop forever on damaged sector chains: our bounded reader checks first
+      const damage = openCompound(data).damage;
+      if (damage?.length) throw new Error(`damaged compound file: ${damage.slice(0, 3).join('; ')}`);
       reader = new MsgReader(new DataView(data.buffer, data.byteOffset, data.byteLength));
       fields = reader.getFileData();
       if (fields.error) throw new Error(fields.error);
+      if (!isMessage(fields)) return {};
+      // values of unexpected types in a damaged message make the library's getters throw
+      facts = messageFacts(fields);
     } catch (err) {
       return { evidence: [{ heuristic: 'UNPARSEABLE', details: `not a readable Outlook message: ${errorMessage(err)}`.slice(0, 300), data: { format: 'msg' } }] };
     }
-    if (!isMessage(fields)) return {};
-
-    const facts = messageFacts(fields);
     const session = new ArchiveSession(ctx, 'attachment');
     const names: string[] = [];
     const evidence: Finding[] = [];

@@ -22,6 +22,10 @@
  * - SCRIPT_PERSISTENCE: Run keys, scheduled tasks, WMI event subscriptions, the Startup folder,
  *   services, crontab.
  *
+ * In JavaScript, command lines of other interpreters (curl | sh, iex, hidden PowerShell,
+ * certutil...) count only when the script can start a process (child_process, WScript...):
+ * documentation search indexes and syntax highlighters quote them as text.
+ *
  * Scores (docs/decisions.md): download 150, execution 150, obfuscation 150, encoded command
  * 200, persistence 100: one category alone stays CLN, download + execute is SUS; heuristics
  * alone never make a script MAL (that takes a signature).

@@ -61,3 +61,26 @@ test('only compound files are opened (the cfb library would also read a zip)', a
   const zip = await makeZip({ 'a.txt': Buffer.from('a') });
   assert.throws(() => openCompound(zip), /no compound file header/);
 });
+
+test('many directory entries sharing one long sector chain cost bounded time (crafted, not n × m)', async () => {
+  const ole = await makeOle({ Big: Buffer.alloc(16_000_000, 0x41), ...Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`S${i}`, Buffer.from('x')])) });
+  const dirAt = (ole.readInt32LE(0x30) + 1) * 512;
+  const entries = Math.floor((ole.length - dirAt) / 128);
+  let big = -1;
+  for (let i = 0; i < entries; i++) if (ole.toString('utf16le', dirAt + i * 128, dirAt + i * 128 + 6) === 'Big') big = i;
+  assert.ok(big >= 0);
+  const start = ole.readInt32LE(dirAt + big * 128 + 116);
+  // Every small stream now claims Big's 16 MB chain (31,250 sectors): 300 walks of it without a bound.
+  for (let i = 0; i < entries; i++) {
+    const at = dirAt + i * 128;
+    if (ole[at + 66] !== 2 || i === big) continue;
+    ole.writeInt32LE(start, at + 116);
+    ole.writeUInt32LE(16_000_000, at + 120);
+  }
+  const started = Date.now();
+  const c = openCompound(ole);
+  assert.ok(Date.now() - started < 1000);
+  assert.ok(c.damage?.some((d) => /share sectors|overlap/.test(d)), String(c.damage));
+  const read = c.entries.reduce((n, e) => n + e.content.length, 0);
+  assert.ok(read <= 2 * ole.length + 1024 * 1024, `${read} bytes read from a ${ole.length}-byte file`);
+});

@@ -92,10 +92,17 @@ export function openCompound(data: Buffer): Compound {
     for (let k = 0; k + 4 <= f.length; k += 4) fat[i * perSector + k / 4] = f.readInt32LE(k);
   }
 
+  // Sector visits, all chains together: in a sound file every sector belongs to one chain (mini
+  // sectors are at most 8 per sector), so entries sharing long chains cannot cost n × m steps.
+  let steps = 16 * sectorCount + 100_000;
   const chain = (next: Int32Array, start: number, limit: number, what: string): number[] => {
     const out: number[] = [];
     const seen = new Set<number>();
     for (let s = start; s !== ENDOFCHAIN; s = next[s]) {
+      if (--steps < 0) {
+        damage.add('sector chains overlap beyond the file size');
+        return [];
+      }
       if (s < 0 || s >= limit || s >= next.length) {
         damage.add(`${what}: sector chain leaves the file`);
         break;

@@ -226,6 +226,9 @@ export class ScanService {
    * `discardBlob` when the request turns out invalid.
    */
   async storeBlob(source: Readable, signal?: AbortSignal): Promise<StoredBlob> {
+    // A request body cut off mid-file can leave the part's stream destroyed without an error
+    // before we read it; a pipeline from it would then wait forever.
+    if (source.destroyed) throw invalid('data', 'the upload ended before the file did (truncated body)');
     try {
       return await this.deps.blobs.put(source, { maxBytes: this.deps.config.limits.maxFileSize, signal });
     } catch (e) {
