@@ -173,3 +173,16 @@ describe('text encodings', () => {
     assert.ok(finding(r, 'ARCHIVE_CORRUPT'));
   });
 });
+
+describe('weak magics in decoded base64', () => {
+  it('noise that happens to start like binary cpio or ARJ is not handed out; an ASCII cpio header is', async () => {
+    for (const magic of [[0xc7, 0x71], [0x71, 0xc7], [0x60, 0xea]]) {
+      const noise = Buffer.concat([Buffer.from(magic), crypto.randomBytes(300)]);
+      const r = await runScanner(textEncodingsScanner, Buffer.from(`data: ${noise.toString('base64')}\n`), { name: 'notes.txt' });
+      assert.equal(r.children.length, 0, `magic ${magic.map((b) => b.toString(16)).join(' ')}`);
+    }
+    const asciiCpio = Buffer.concat([Buffer.from('070701'), Buffer.alloc(104, 0x30), Buffer.from('eicar.com\0'), eicar()]);
+    const r = await runScanner(textEncodingsScanner, Buffer.from(`data: ${asciiCpio.toString('base64')}\n`), { name: 'notes.txt' });
+    assert.equal(r.children.length, 1);
+  });
+});

@@ -219,7 +219,10 @@ class Base64Runs {
     this.head = [];
     this.headBytes = 0;
     const t = detectType(head);
-    if (this.chars < MIN_BASE64_CHARS || !BASE64_TYPES.has(t.type) || !this.session.active) {
+    // Two-byte magics (binary cpio, ARJ) turn up by chance in decoded noise such as hex text:
+    // only the six-character ASCII cpio headers are strong enough to act on.
+    const weak = (t.type === 'cpio' && !head.subarray(0, 4).equals(Buffer.from('0707'))) || t.type === 'arj';
+    if (this.chars < MIN_BASE64_CHARS || !BASE64_TYPES.has(t.type) || weak || !this.session.active) {
       this.decision = 'drop';
       return;
     }
