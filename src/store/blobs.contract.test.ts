@@ -152,6 +152,32 @@ for (const f of factories) {
   });
 }
 
+describe('S3BlobStore integrity', () => {
+  it('a sample damaged in the bucket fails its checkout instead of being scanned as the original', async () => {
+    const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'verdict-s3tmp-'));
+    const store = new S3BlobStore(s3.storage('contract', 'integrity/'), { guard: loopbackGuard, tmpDir });
+    try {
+      const data = Buffer.from(`original ${crypto.randomUUID()}`);
+      const { digests } = await store.put(Readable.from([data]));
+      // another writer (or a torn write) leaves other bytes under the same key
+      const other = path.join(tmpDir, 'other');
+      fs.writeFileSync(other, Buffer.from('half'));
+      await store.putFile(store.keyOf(digests.sha256), other, 4);
+      fs.rmSync(other);
+      await assert.rejects(store.checkout(digests.sha256), /hashes to .*damaged or still being written/);
+      assert.deepEqual(fs.readdirSync(tmpDir), [], 'the bad copy is not left behind');
+      // storing the real content again repairs it (the size differs, so it is uploaded)
+      await store.put(Readable.from([data]));
+      const co = await store.checkout(digests.sha256);
+      assert.deepEqual(fs.readFileSync(co.path), data);
+      await co.release();
+    } finally {
+      store.close();
+      fs.rmSync(tmpDir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('S3BlobStore and the egress guard', () => {
   it('refuses a loopback endpoint unless egressAllow names it', async () => {
     const store = new S3BlobStore(s3.storage('contract'), { guard: new EgressGuard() });

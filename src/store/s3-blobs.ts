@@ -111,7 +111,9 @@ export class S3BlobStore implements BlobStore {
     try {
       await pipeline(source, hashing, fs.createWriteStream(spool, { flags: 'wx' }), { signal: opts.signal });
       const digests = hashing.hasher.digest();
-      await this.putFile(this.keyOf(digests.sha256), spool, digests.size, opts.signal);
+      const key = this.keyOf(digests.sha256);
+      // the key is the content's hash: an object already there with this size is these bytes
+      if ((await this.headKey(key))?.size !== digests.size) await this.putFile(key, spool, digests.size, opts.signal);
       return { digests, head: hashing.head };
     } finally {
       await fsp.rm(spool, { force: true });
@@ -122,8 +124,20 @@ export class S3BlobStore implements BlobStore {
     return this.openKeySync(this.keyOf(sha256));
   }
 
+  /**
+   * Downloads a sample and checks that its bytes still hash to `sha256`: a sample damaged or
+   * half-written in the bucket must fail the scan (and be retried), never be judged as if it
+   * were the submitted object.
+   */
   async checkout(sha256: string): Promise<{ path: string; release(): Promise<void> }> {
-    return this.downloadKey(this.keyOf(sha256));
+    const hash = crypto.createHash('sha256');
+    const got = await this.downloadKey(this.keyOf(sha256), (chunk) => hash.update(chunk));
+    const actual = hash.digest('hex');
+    if (actual !== sha256) {
+      await got.release();
+      throw new Error(`sample ${sha256} read back from the bucket hashes to ${actual}: the stored object is damaged or still being written`);
+    }
+    return got;
   }
 
   async exists(sha256: string): Promise<boolean> {
@@ -207,9 +221,10 @@ export class S3BlobStore implements BlobStore {
   }
 
   /** Downloads the object to a temporary file; `release()` deletes it. */
-  async downloadKey(key: string): Promise<{ path: string; release(): Promise<void> }> {
+  async downloadKey(key: string, onChunk?: (chunk: Buffer) => void): Promise<{ path: string; release(): Promise<void> }> {
     const file = this.spoolName('checkout');
     const { stream } = await this.openKey(key);
+    if (onChunk) stream.on('data', onChunk);
     try {
       await pipeline(stream, fs.createWriteStream(file, { flags: 'wx' }));
     } catch (e) {
