@@ -11,12 +11,12 @@
 import { spawn, execSync, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { startS3 } from '../test/s3rver.ts';
 import { POSTGRES_ADMIN_URL, REDIS_URL } from '../test/services.ts';
+import { freePort, waitHttp } from './lib.ts';
 
 const SCANS = Number(process.env.SCANS ?? 2000);
 const CONCURRENCY = Number(process.env.WORKER_CONCURRENCY ?? os.availableParallelism());
@@ -24,13 +24,6 @@ const root = path.resolve(import.meta.dirname, '..');
 const ADMIN = 'bench-admin-token-' + crypto.randomBytes(8).toString('hex');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function freePort(): Promise<number> {
-  const srv = net.createServer().listen(0, '127.0.0.1');
-  await new Promise((r) => srv.once('listening', r));
-  const { port } = srv.address() as net.AddressInfo;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 async function admin(q: string): Promise<void> {
   const c = new pg.Client({ connectionString: POSTGRES_ADMIN_URL });
@@ -40,18 +33,6 @@ async function admin(q: string): Promise<void> {
   } finally {
     await c.end();
   }
-}
-
-async function waitHttp(url: string): Promise<void> {
-  for (let i = 0; i < 600; i++) {
-    try {
-      if ((await fetch(url)).status === 200) return;
-    } catch {
-      /* not yet */
-    }
-    await sleep(100);
-  }
-  throw new Error(`${url} never answered`);
 }
 
 interface Round {

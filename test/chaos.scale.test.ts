@@ -10,14 +10,13 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import pino from 'pino';
 import { createScratchDatabase, REDIS_URL } from './services.ts';
 import { startS3, type RunningS3 } from './s3rver.ts';
-import { startSink } from './harness.ts';
+import { freePort, startSink } from './harness.ts';
 import { createVerdict } from '../src/app.ts';
 import { loadConfig } from '../src/config/load.ts';
 import { eicar } from '../src/scanners/testing.ts';
@@ -25,13 +24,6 @@ import { eicar } from '../src/scanners/testing.ts';
 const root = path.resolve(import.meta.dirname, '..');
 const ADMIN = 'chaos-admin-token-' + crypto.randomBytes(8).toString('hex');
 
-async function freePort(): Promise<number> {
-  const srv = net.createServer().listen(0, '127.0.0.1');
-  await new Promise((r) => srv.once('listening', r));
-  const { port } = srv.address() as net.AddressInfo;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -13,7 +13,7 @@ import { execFile } from 'node:child_process';
 import nodemailer from 'nodemailer';
 import { SMTPServer } from 'smtp-server';
 import pino from 'pino';
-import { startVerdict, type Running } from './harness.ts';
+import { freePort, startVerdict, type Running } from './harness.ts';
 import { createVerdict } from '../src/app.ts';
 import { loadConfig } from '../src/config/load.ts';
 import { eicar } from '../src/scanners/testing.ts';
@@ -97,13 +97,6 @@ async function waitForAction(v: Running, id: number, action: string, timeoutMs =
   }
 }
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const { port } = s.address() as net.AddressInfo;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 /** A plain message with a DKIM-Signature header, CRLF line endings, as a sender would write it. */
 function cleanMessage(subject: string, messageId: string): Buffer {

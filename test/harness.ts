@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import http from 'node:http';
+import net from 'node:net';
 import { once } from 'node:events';
 import pino from 'pino';
 import tar from 'tar-stream';
@@ -136,6 +137,15 @@ async function scaleBackends(overrides: ConfigInput): Promise<{ config: ConfigIn
 }
 
 export { makeZip } from '../src/scanners/testing.ts';
+
+/** A TCP port free on loopback right now (for servers a test starts as separate processes). */
+export async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const { port } = s.address() as net.AddressInfo;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
 
 export async function makeTarGz(entries: Record<string, Buffer>): Promise<Buffer> {
   const pack = tar.pack();

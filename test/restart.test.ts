@@ -10,19 +10,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import net from 'node:net';
-import { makeTarGz } from './harness.ts';
+import { freePort, makeTarGz } from './harness.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function serve(dataDir: string, port: number, extraEnv: Record<string, string> = {}): { proc: ChildProcess; output: () => string } {
   let out = '';
