@@ -33,6 +33,7 @@ import { OrgService } from './service/org-service.ts';
 import { UserService } from './service/users.ts';
 import { RedisUploadCounter, SensorService } from './service/sensor-service.ts';
 import { createKataServer } from './api/kata/server.ts';
+import { answerAfterDurable } from './api/durable.ts';
 import { ListsService } from './service/lists-service.ts';
 import { AnalystService } from './service/analyst-service.ts';
 import { QuarantineService } from './service/quarantine.ts';
@@ -98,7 +99,7 @@ export async function createVerdict(config: Config, opts: VerdictOptions = {}): 
   const serveApi = opts.api ?? true;
   try {
     database = await openDatabase(config);
-    const store = new Store(database.db);
+    const store = new Store(database.db, database);
     const localBlobs = new LocalBlobStore(path.join(config.dataDir, 'blobs'));
     // named storages: `local` (the directory store above) and the S3 storages of the configuration
     storages = new Storages(localBlobs, config.storages, { guard: new EgressGuard({ allow: config.egressAllow, deny: config.egressDeny }), tmpDir: tmpRoot });
@@ -135,7 +136,10 @@ export async function createVerdict(config: Config, opts: VerdictOptions = {}): 
     const quarantine = new QuarantineService({ analyst, log, metrics });
     const lists = new ListsService({ store });
     const sensors = new SensorService({ config, store, scans: service, log, uploads: config.redisUrl ? new RedisUploadCounter(sharedRedis!, config.redisPrefix) : undefined });
-    const runner = new ScanRunner({ config, store, blobs, engine, log, metrics, formatters: xrayCallbackFormat, onFinished: () => deliverer.notify(), lists });
+    const runner = new ScanRunner({ config, store, blobs, engine, log, metrics, formatters: xrayCallbackFormat, onFinished: (id, withCallback) => {
+        service.events.finished(id);
+        if (withCallback) deliverer.notify();
+      }, lists });
     const runWorkers = opts.workers ?? config.workers > 0;
     const pool = new WorkerPool({ queue, concurrency: runWorkers ? Math.max(1, config.workers) : 0, leaseMs: config.jobLeaseMs, log, process: (job, signal) => runner.run(job, signal) });
 
@@ -203,6 +207,7 @@ export async function createVerdict(config: Config, opts: VerdictOptions = {}): 
       reply.header('x-request-id', req.id);
       if (!accepting) return reply.code(503).header('connection', 'close').send({ detail: 'shutting down' });
     });
+    answerAfterDurable(http, () => store.durable());
     http.addHook('onResponse', async (req, reply) => {
       metrics.httpRequests.inc({ method: req.method, route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) });
     });

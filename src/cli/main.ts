@@ -120,7 +120,7 @@ async function serve(args: string[], role: 'serve' | 'worker' = 'serve'): Promis
 async function adminService(): Promise<{ service: ScanService; close: () => Promise<void> }> {
   const config = loadConfig();
   const db = await openDatabase(config);
-  const store = new Store(db.db);
+  const store = new Store(db.db, db);
   const service = new ScanService({ config, store, blobs: new LocalBlobStore(path.join(config.dataDir, 'blobs')), queue: new DbQueue(db.db), log: pino({ level: 'silent' }) });
   await service.bootstrap().then((r) => {
     if (r.token) console.error(`note: this data directory was new; an administrator token was created for organization "${r.org.name}":\n  ${r.token}`);

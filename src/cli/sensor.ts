@@ -36,7 +36,7 @@ export async function runSensorCommand(args: string[]): Promise<number> {
   const config = loadConfig();
   const db = await openDatabase(config);
   try {
-    const store = new Store(db.db);
+    const store = new Store(db.db, db);
     const log = pino({ level: 'silent' });
     const scans = new ScanService({ config, store, blobs: new LocalBlobStore(path.join(config.dataDir, 'blobs')), queue: new DbQueue(db.db), log });
     await scans.bootstrap();

@@ -34,7 +34,7 @@ export async function runUserCommand(args: string[]): Promise<number> {
   const config = loadConfig();
   const db = await openDatabase(config);
   try {
-    const store = new Store(db.db);
+    const store = new Store(db.db, db);
     const users = new UserService(store);
     if (sub === 'create') {
       const org = await store.getOrgByName(values.org!);

@@ -124,6 +124,7 @@ export class EmailGateway implements Intake {
     await store.updateScan(scan.id, { envelope_to: msg.envelope.to.join(',').slice(0, 4000), verbose_action: 'indelivery', belongs_to_vip: vip ? 1 : 0 });
     this.log.info({ scanId: scan.id, from: msg.envelope.from, to: msg.envelope.to, clientIp: msg.envelope.clientIp }, 'message accepted');
     if (this.deps.config.smtp.rejectMalicious) await this.decideWhileWaiting(scan.id, rowId);
+    await store.durable(); // 250 only once the delivery record is kept too
     this.schedule(0);
     return `2.0.0 Ok: queued as scan ${scan.id}`;
   }
@@ -136,13 +137,18 @@ export class EmailGateway implements Intake {
     let decided: PolicyDecision | undefined;
     try {
       while (!this.stopped && Date.now() < until) {
-        const scan = await this.deps.store.getScan(scanId);
-        if (!scan) break;
-        if (scan.status === 'done' || scan.status === 'error') {
-          decided = await this.decide(scan, (await this.deliveries.get(rowId))!, true);
+        // woken when this process finishes the scan; re-read every 100 ms for remote workers
+        const finished = this.deps.service.events.next(scanId, 100);
+        const scan = await this.deps.store.getScan(scanId).catch((e) => {
+          finished.cancel();
+          throw e;
+        });
+        if (!scan || scan.status === 'done' || scan.status === 'error') {
+          finished.cancel();
+          if (scan) decided = await this.decide(scan, (await this.deliveries.get(rowId))!, true);
           break;
         }
-        await new Promise((r) => setTimeout(r, 100));
+        await finished.wait;
       }
     } catch (e) {
       // the message is stored: answer 250 and let the loop decide, rather than have the client send it twice

@@ -4,8 +4,8 @@
  * to a named S3 storage, scans of objects already in a storage and of URLs, and the outcome of
  * a scan by reference. It speaks no wire format: the CSS adapter maps what it returns.
  *
- * Waiting is polling of the metadata store with backoff (20 ms doubling to 500 ms), so it
- * works the same whether the scan runs in this process or on a remote worker.
+ * Waiting wakes when this process's workers finish the scan, and re-reads the metadata store
+ * on a backoff (20 ms doubling to 500 ms) for scans that run on a remote worker.
  *
  * @example
  * const css = await CssService.create({ config, service, store, blobs, storages, users, log });
@@ -224,11 +224,24 @@ export class CssService {
     const until = Date.now() + timeoutMs;
     let delay = 20;
     for (;;) {
-      const row = await this.deps.service.getScan(principal, id);
-      if (row.status === 'done' || row.status === 'error') return this.outcome(principal, row);
-      const left = until - Date.now();
-      if (left <= 0 || signal?.aborted) return { state: 'pending', scan: row };
-      await new Promise((r) => setTimeout(r, Math.min(delay, left)));
+      // listen before reading: a finish between the read and the wait still wakes us
+      const finished = this.deps.service.events.next(id, Math.max(0, Math.min(delay, until - Date.now())));
+      let row: ScanRow;
+      try {
+        row = await this.deps.service.getScan(principal, id);
+      } catch (e) {
+        finished.cancel();
+        throw e;
+      }
+      if (row.status === 'done' || row.status === 'error') {
+        finished.cancel();
+        return this.outcome(principal, row);
+      }
+      if (until - Date.now() <= 0 || signal?.aborted) {
+        finished.cancel();
+        return { state: 'pending', scan: row };
+      }
+      await finished.wait;
       delay = Math.min(500, delay * 2);
     }
   }

@@ -28,8 +28,8 @@ export interface RunnerDeps {
   log: Logger;
   metrics?: Metrics;
   formatters: Record<string, CallbackFormatter>;
-  /** Called after a scan is stored (wakes the callback deliverer). */
-  onFinished?: (scanId: number) => void;
+  /** Called once a scan's result (or final error) is stored and durable; `withCallback` when a callback waits in the outbox. */
+  onFinished?: (scanId: number, withCallback: boolean) => void;
   /** Applies the organization's allow/block lists to the finished report (ListsService). */
   lists?: { applyToReport(scan: ScanRow, report: ObjectReport): Promise<ObjectReport> };
 }
@@ -83,6 +83,8 @@ export class ScanRunner {
       }
       log.error({ err: e }, 'scan failed on its last attempt');
       await store.updateScan(scan.id, { status: 'error', error: message, finished_at: Date.now() });
+      await store.durable();
+      this.deps.onFinished?.(scan.id, false);
       return { kind: 'done' };
     }
 
@@ -100,10 +102,11 @@ export class ScanRunner {
       log.warn('scan was already finished by another worker; this result is dropped');
       return { kind: 'done' };
     }
+    await store.durable(); // a callback or a waiting client sees only a result that is kept
     metrics?.scansTotal.inc({ channel: scan.channel, verdict: report.outcome.verdict });
     metrics?.scanDuration.observe({ kind: scan.kind }, (report.finishedAt - scan.created_at) / 1000);
     log.info({ verdict: report.outcome.verdict, score: report.outcome.score, partial: report.outcome.partial, ms: report.finishedAt - report.startedAt }, 'scan finished');
-    if (callback) this.deps.onFinished?.(scan.id);
+    this.deps.onFinished?.(scan.id, !!callback);
     return { kind: 'done' };
   }
 }

@@ -21,6 +21,7 @@ import { EgressGuard } from '../net/egress-guard.ts';
 import { safeFetch } from '../net/safe-fetch.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import { requirePermission, type Role } from './permissions.ts';
+import { ScanEvents } from './scan-events.ts';
 import { LOCAL_STORAGE, type Storages } from '../store/storages.ts';
 import { ObjectNotFoundError } from '../store/s3-blobs.ts';
 import { MemoryRateLimiter, type RateLimiter } from './rate-limiter.ts';
@@ -108,6 +109,8 @@ export interface ServiceDeps {
 }
 
 export class ScanService {
+  /** Scans finished by this process's workers (for clients waiting on a verdict). */
+  readonly events = new ScanEvents();
   private readonly guard: EgressGuard;
   private readonly tmpDir: string;
   private readonly limiter: RateLimiter;
@@ -121,6 +124,11 @@ export class ScanService {
 
   get config(): Config {
     return this.deps.config;
+  }
+
+  /** Resolves once every write committed so far survives a power loss. */
+  durable(): Promise<void> {
+    return this.deps.store.durable();
   }
 
   // Identity ------------------------------------------------------------------------------
@@ -356,6 +364,7 @@ export class ScanService {
       { sha256: d.sha256, size: d.size },
     );
     await this.deps.queue.enqueue(row.id);
+    await this.deps.store.durable(); // the id goes out only once the scan and its job are durable
     this.deps.metrics?.scansSubmitted.inc({ channel: req.channel, kind: 'file' });
     return row;
   }
@@ -387,6 +396,7 @@ export class ScanService {
       request_id: req.requestId ?? null,
     });
     await this.deps.queue.enqueue(row.id);
+    await this.deps.store.durable();
     this.deps.metrics?.scansSubmitted.inc({ channel: req.channel, kind: 'url' });
     return row;
   }

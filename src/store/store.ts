@@ -28,8 +28,19 @@ type Db = Kysely<Database> | Transaction<Database>;
 export class Store {
   private readonly postgres: boolean;
 
-  constructor(readonly db: Kysely<Database>) {
+  constructor(
+    readonly db: Kysely<Database>,
+    private readonly opts: { durable?: () => Promise<void> } = {},
+  ) {
     this.postgres = db.getExecutor().adapter instanceof PostgresAdapter;
+  }
+
+  /**
+   * Resolves once everything committed so far survives a power loss (the database's group
+   * commit). Called before an id or a result is handed out.
+   */
+  durable(): Promise<void> {
+    return this.opts.durable?.() ?? Promise.resolve();
   }
 
   // Organizations -------------------------------------------------------------------------

@@ -7,6 +7,7 @@
  * const kata = await createKataServer({ config, log, service, sensors, accepting: () => true });
  * const url = await kata?.listen();   // https://127.0.0.1:8443
  */
+import { answerAfterDurable } from '../durable.ts';
 import fs from 'node:fs';
 import crypto from 'node:crypto';
 import Fastify, { type FastifyBaseLogger } from 'fastify';
@@ -63,6 +64,7 @@ export async function createKataServer(o: KataServerOptions): Promise<KataServer
     reply.header('x-request-id', req.id);
     if (!o.accepting()) return reply.code(503).header('connection', 'close').type('text/plain').send('shutting down');
   });
+  answerAfterDurable(app, () => o.service.durable());
   if (o.metrics) {
     const m = o.metrics;
     app.addHook('onResponse', async (req, reply) => {
