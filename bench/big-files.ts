@@ -3,6 +3,7 @@
  * BIG_KINDS (random, text = repeated lines, compressible), generated in a temp dir, the time of
  *   (a) `openssl dgst -sha256` (the read-and-hash floor),
  *   (b) raw clamd INSTREAM of the file from this process (the engine floor; clamd peak RSS),
+ *       and raw clamd SCAN <path> (clamd reading the file itself: the fastest clamd can go),
  *   (c) Debian's `yara` CLI with the bundled rules/ (what a user would run by hand),
  *   (d) `verdict scan FILE --json` with the same clamd,
  *   (e) POST /api/v1/files/ (multipart streamed from disk) until the X-Ray callback, with clamd
@@ -68,7 +69,7 @@ function freshen(file: string): void {
 
 const dir = tmpDir('big');
 const clamd = await startClamd(Number(LIMIT));
-const client = new ClamdClient({ socket: clamd.socket }, { idleTimeoutMs: 30 * 60_000 });
+const client = new ClamdClient({ socket: clamd.socket }, { idleTimeoutMs: 30 * 60_000, pathAccess: true });
 const serverEnv = { VERDICT_LIMITS_MAX_FILE_SIZE: LIMIT, VERDICT_LIMITS_MAX_TOTAL_EXTRACTED_BYTES: LIMIT, VERDICT_LIMITS_SCANNER_TIMEOUT_MS: TIMEOUT_MS };
 const withClamd = await startServer({ clamd: clamd.socket, env: serverEnv });
 const builtIn = await startServer({ clamd: 'off', env: serverEnv });
@@ -93,6 +94,11 @@ try {
       const raw = await client.instream(fs.createReadStream(file));
       const clamdMs = performance.now() - t;
       const clamdPeak = clamdRss.stop().peakMb;
+      freshen(file);
+      const t2 = performance.now();
+      const rawPath = await client.scanPath(file);
+      const clamdPathMs = performance.now() - t2;
+      if (!rawPath || rawPath.status === 'error') notes.push(`${label}: clamd SCAN failed: ${rawPath?.raw ?? 'cannot open the file'}`);
       if (raw.truncated) notes.push(`${label}: clamd got only ${fmtBytes(raw.bytesSent)} (its StreamMaxLength is clamped to 2 GiB), so (b) covers a prefix`);
 
       freshen(file);
@@ -100,13 +106,13 @@ try {
       const cli = await timeCommand(process.execPath, ['bin/verdict.js', 'scan', file, '--json'], {
         okCodes: [0, 1],
         timeoutMs: 120_000 + size / 1000,
-        env: { VERDICT_DATA_DIR: cliData, VERDICT_CLAMD: clamd.socket, VERDICT_RENDER: 'off', VERDICT_LOG_LEVEL: 'warn', ...serverEnv },
+        env: { VERDICT_DATA_DIR: cliData, VERDICT_CLAMD: clamd.socket, VERDICT_CLAMD_FILE_ACCESS: 'path', VERDICT_RENDER: 'off', VERDICT_LOG_LEVEL: 'warn', ...serverEnv },
       }).catch((err: Error) => {
         notes.push(`${path.basename(file)}: verdict scan failed: ${err.message.slice(0, 300)}`);
         return { ms: NaN, stdout: '' };
       });
 
-      const viaServer = async (server: typeof withClamd): Promise<{ ms: number; peak: number; verdict: string }> => {
+      const viaServer = async (server: typeof withClamd): Promise<{ ms: number; peak: number; anon: number; verdict: string }> => {
         freshen(file);
         const rss = new RssSampler(server.pid);
         const t0 = performance.now();
@@ -116,7 +122,8 @@ try {
         // a random or text file has nothing to find: say what made it anything but clean
         const evidence = ((body.evidence as { Name: string; Description?: string }[] | undefined) ?? []).map((e) => `${e.Name}: ${e.Description ?? ''}`.slice(0, 200));
         if (body.verdict !== 'CLN' || body.partial) notes.push(`${path.basename(file)} via ${server === withClamd ? 'clamd-on' : 'built-in'} server: ${verdict}; ${[...new Set(evidence)].join('; ') || 'no evidence'}`);
-        return { ms, peak: rss.stop().peakTreeMb, verdict };
+        const mem = rss.stop();
+        return { ms, peak: mem.peakTreeMb, anon: mem.peakAnonMb, verdict };
       };
       const on = await viaServer(withClamd);
       const off = await viaServer(builtIn);
@@ -125,6 +132,7 @@ try {
         label,
         `${(openssl / 1000).toFixed(2)} (${mbps(openssl)} MB/s)`,
         `${(clamdMs / 1000).toFixed(2)} (${mbps(clamdMs)} MB/s)`,
+        `${(clamdPathMs / 1000).toFixed(2)}`,
         `${(yara / 1000).toFixed(2)} (${mbps(yara)} MB/s)`,
         `${(cli.ms / 1000).toFixed(2)}`,
         `${(on.ms / 1000).toFixed(2)} (${on.verdict})`,
@@ -133,6 +141,7 @@ try {
         (clamdMs / on.ms).toFixed(2),
         (yara / off.ms).toFixed(2),
         `${on.peak.toFixed(0)} / ${off.peak.toFixed(0)}`,
+        `${on.anon.toFixed(0)} / ${off.anon.toFixed(0)}`,
         clamdPeak.toFixed(0),
       ];
       rows.push(row);
@@ -154,6 +163,7 @@ const out = table(
     'file',
     '(a) openssl sha256 s',
     '(b) raw clamd INSTREAM s',
+    '(b2) raw clamd SCAN path s',
     '(c) yara CLI s',
     '(d) verdict scan CLI s',
     '(e) server, clamd on s',
@@ -162,6 +172,7 @@ const out = table(
     'clamd throughput ratio (b/e; target ≥ 0.9)',
     'built-in vs yara CLI throughput (c/e; target ≥ 0.6)',
     'server peak RSS MB (clamd on / off)',
+    'server peak RssAnon MB (on / off)',
     'clamd peak RSS MB',
   ],
   rows,
@@ -169,5 +180,5 @@ const out = table(
 console.log('\n' + out + (notes.length ? '\n\n' + notes.join('\n') : ''));
 record(
   `Big files: ${SIZES.map(fmtBytes).join(', ')}`,
-  `Generated files (random bytes; text = one 64 KB block of lines repeated), in the page cache. Before (b), (d) and each (e) run the first 4 KB are replaced with fresh random bytes (clamd caches by hash). (b) streams the file to a bench-owned clamd over its unix socket; (d) and the clamd-on server use that same clamd. (e) = POST /api/v1/files/ with the file streamed as multipart until the X-Ray callback arrives. Server RSS = its process plus children, sampled every 100 ms. Ratios: higher is better for Verdict except "server / openssl time".\n\n${out}${notes.length ? '\n\n' + notes.map((n) => `- ${n}`).join('\n') : ''}`,
+  `Generated files (random bytes; text = one 64 KB block of lines repeated), in the page cache. Before (b), (d) and each (e) run the first 4 KB are replaced with fresh random bytes (clamd caches by hash). (b) streams the file to a bench-owned clamd over its unix socket, (b2) asks the same clamd to SCAN the file by path; (d) and the clamd-on server use that same clamd, the server with clamdFileAccess=path (objects of 1 MiB or more by path). (e) = POST /api/v1/files/ with the file streamed as multipart until the X-Ray callback arrives. Server RSS = its process plus children (VmRSS, which counts file pages YARA-X maps), sampled every 100 ms; RssAnon = the server process's anonymous memory (heap and buffers) alone. Ratios: higher is better for Verdict except "server / openssl time".\n\n${out}${notes.length ? '\n\n' + notes.map((n) => `- ${n}`).join('\n') : ''}`,
 );

@@ -107,6 +107,10 @@ export const configSchema = z.object({
   clamd: z.string().default('auto').describe('`auto` (start our own clamd when Debian\'s binary exists), `off`, a unix socket path, or tcp://host:port of an external clamd'),
   clamdBinary: z.string().default('/usr/sbin/clamd').describe('clamd binary used when Verdict manages its own clamd'),
   clamavSystemDbDir: z.string().default('/var/lib/clamav').describe('Folder of freshclam databases loaded into the managed clamd when present'),
+  clamdFileAccess: z
+    .enum(['auto', 'path', 'stream'])
+    .default('auto')
+    .describe('How clamd gets the bytes of a file of 1 MiB or more: `path` (clamd opens the file itself; same host and file system, clamd may read the data folder, and it must alert on its limits with AlertExceedsMax), `stream` (INSTREAM over the socket, any clamd), `auto` (path for the clamd Verdict manages, stream otherwise)'),
   clamdRequired: bool.default(false).describe('Refuse to start when clamd cannot be started or reached'),
   yaraThreads: z.coerce.number().int().min(0).default(Math.min(4, os.availableParallelism())).describe('Worker threads for YARA scans of objects from 4 MB, so a big scan never blocks the API (0: scan on the main thread)'),
   yaraRulesDirs: list.default([]).describe('Extra folders of .yar/.yara rule files compiled with the bundled rules'),

@@ -17,6 +17,7 @@
  * if (r.status === 'found') console.log(r.signature); // e.g. "Verdict.Test.EICAR.UNOFFICIAL"
  */
 import net from 'node:net';
+import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { EngineUnavailableError } from '../scanners/types.ts';
 
@@ -79,6 +80,8 @@ export interface ClamdClientOptions {
   chunkSize?: number;
   /** Default `maxBytes` of `instream()`: clamd's StreamMaxLength when it is known. */
   maxStreamBytes?: number;
+  /** Scan large files by path (`SCAN`) rather than by stream; unix-socket clamd only. */
+  pathAccess?: boolean;
 }
 
 export interface RequestOptions {
@@ -158,12 +161,28 @@ const MAX_REPLY_BYTES = 64 * 1024;
 
 const TERMINATOR = Buffer.alloc(4);
 
+/** A SCAN reply: clamd opened and scanned the file itself. */
+export interface PathScanResult {
+  status: 'clean' | 'found' | 'error';
+  signature?: string;
+  raw: string;
+}
+
+/** clamd could not open the file (another host, another mount namespace, no permission). */
+const CANNOT_OPEN = /lstat\(\) failed|Access denied|Permission denied|No such file|File path check failure|Can't open/i;
+
 export class ClamdClient {
   readonly endpoint: ClamdEndpoint;
+  /**
+   * Large files are scanned with `SCAN <path>` (clamd reads the file itself: no copy through
+   * the socket). Switched off by the first reply saying clamd cannot open our files.
+   */
+  pathAccess: boolean;
   private readonly connectTimeoutMs: number;
   private readonly idleTimeoutMs: number;
   private readonly chunkSize: number;
-  private readonly maxStreamBytes?: number;
+  /** clamd's StreamMaxLength when known (our managed clamd): at most this much is streamed. */
+  readonly maxStreamBytes?: number;
 
   constructor(endpoint: ClamdEndpoint, opts: ClamdClientOptions = {}) {
     this.endpoint = endpoint;
@@ -171,6 +190,27 @@ export class ClamdClient {
     this.idleTimeoutMs = opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
     this.chunkSize = clampChunkSize(opts.chunkSize ?? DEFAULT_CHUNK_SIZE);
     this.maxStreamBytes = opts.maxStreamBytes;
+    this.pathAccess = opts.pathAccess === true && 'socket' in endpoint;
+  }
+
+  /**
+   * clamd's `SCAN <path>`. Resolves undefined (and turns `pathAccess` off) when clamd cannot
+   * open the file, so the caller streams the bytes instead. Only for a clamd that sees our file
+   * system and reports its own limits (`AlertExceedsMax yes`): a file over a clamd limit is
+   * otherwise passed as clean.
+   */
+  async scanPath(file: string, opts: RequestOptions = {}): Promise<PathScanResult | undefined> {
+    if (!path.isAbsolute(file) || /[\0\n\r]/.test(file)) throw new Error(`clamd SCAN needs an absolute path without line breaks: ${JSON.stringify(file)}`);
+    const raw = (await this.exchange(`SCAN ${file}`, opts.signal)).replace(/\0+$/, '').trim();
+    const line = raw.startsWith(`${file}: `) ? raw.slice(file.length + 2) : raw.replace(/^.*?: /, '');
+    if (line === 'OK') return { status: 'clean', raw };
+    const found = /^(.+) FOUND$/.exec(line);
+    if (found) return { status: 'found', signature: found[1], raw };
+    if (CANNOT_OPEN.test(line)) {
+      this.pathAccess = false;
+      return undefined;
+    }
+    return { status: 'error', raw };
   }
 
   /** Resolves when clamd answers PONG; throws `EngineUnavailableError` otherwise. */

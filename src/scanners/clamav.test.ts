@@ -139,10 +139,72 @@ describe('clamav scanner against a real clamd', () => {
     assert.equal(r.evidence[0].data?.bytesScanned, 0);
   });
 
+  test('SCAN by path: clamd reads a large file itself and finds what INSTREAM finds', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vclamav-path-'));
+    try {
+      const client = new ClamdClient(clamd.endpoint, { pathAccess: true });
+      const bad = path.join(dir, 'bad.bin');
+      fs.writeFileSync(bad, Buffer.concat([eicar(), Buffer.alloc(2 * MiB, 0x20)]));
+      const good = path.join(dir, 'good.bin');
+      fs.writeFileSync(good, Buffer.concat([unique('good'), Buffer.alloc(2 * MiB, 0x23)]));
+      assert.equal((await client.scanPath(bad))?.signature, 'Verdict.Test.EICAR.UNOFFICIAL');
+      assert.equal((await client.scanPath(good))?.status, 'clean');
+      // through the scanner: 2 MiB objects go by path, with the same findings
+      const r = await runScanner(clamavScanner, fs.readFileSync(bad), { state: client });
+      assert.deepEqual(r.heuristics, ['AV_DETECTION']);
+      assert.equal(client.pathAccess, true);
+      // a path clamd cannot open: no result, and the client goes back to streaming
+      assert.equal(await client.scanPath(path.join(dir, 'missing.bin')), undefined);
+      assert.equal(client.pathAccess, false);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('SCAN refused by a clamd that cannot open our files: the object is streamed instead', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vclamav-noaccess-'));
+    const sock = path.join(dir, 'clamd.sock');
+    const commands: string[] = [];
+    const server = net.createServer((s) => {
+      let first = true;
+      s.on('data', (d: Buffer) => {
+        if (!first) return;
+        first = false;
+        const cmd = d.toString('latin1').split('\0')[0];
+        commands.push(cmd.split(' ')[0]);
+        if (cmd.startsWith('zSCAN ')) s.end(`${cmd.slice(6)}: lstat() failed: No such file or directory. ERROR\0`);
+      });
+      // INSTREAM: answer once the zero-length terminator frame has arrived
+      s.on('data', (d: Buffer) => {
+        if (d.length >= 4 && d.subarray(d.length - 4).equals(Buffer.alloc(4))) s.end('stream: Verdict.Test.EICAR.UNOFFICIAL FOUND\0');
+      });
+      s.on('error', () => {});
+    });
+    await new Promise<void>((r) => server.listen(sock, r));
+    try {
+      const client = new ClamdClient({ socket: sock }, { pathAccess: true });
+      const r = await runScanner(clamavScanner, Buffer.concat([eicar(), Buffer.alloc(2 * MiB)]), { state: client });
+      assert.deepEqual(r.heuristics, ['AV_DETECTION']);
+      assert.deepEqual(commands, ['zSCAN', 'zINSTREAM']);
+      assert.equal(client.pathAccess, false);
+    } finally {
+      await new Promise((r) => server.close(r));
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('over a known stream limit the prefix is streamed even with path access (SCAN would skip the file)', async () => {
+    const client = new ClamdClient(small.endpoint, { maxStreamBytes: MiB, pathAccess: true });
+    const r = await runScanner(clamavScanner, Buffer.concat([eicar(), Buffer.alloc(2 * MiB, 0x24)]), { state: client });
+    assert.deepEqual(r.heuristics, ['AV_DETECTION', 'NOT_FULLY_SCANNED']);
+    assert.equal(r.evidence[1].data?.bytesScanned, MiB);
+  });
+
   test('init with the managed configuration', async () => {
     const client = (await initScanner(clamavScanner, { clamd: clamd.endpoint })) as ClamdClient;
     assert.ok(client instanceof ClamdClient);
     assert.deepEqual(client.endpoint, clamd.endpoint);
+    assert.equal(client.pathAccess, true, 'our own clamd reads our files by path');
   });
 
   test('clamd down: EngineUnavailableError, so the job is retried', async () => {

@@ -1,6 +1,7 @@
 /**
- * ClamAV through clamd: streams the object with INSTREAM (no temporary file, no buffering) and
- * turns clamd's answer into evidence.
+ * ClamAV through clamd: streams the object with INSTREAM (no temporary file, no buffering), or
+ * for a file of 1 MiB or more hands clamd its path (SCAN) when clamd shares our file system
+ * (`clamdFileAccess`), and turns clamd's answer into evidence.
  *
  * | clamd says | evidence |
  * | --- | --- |
@@ -24,6 +25,12 @@ import { ClamdClient } from '../engines/clamd-client.ts';
 import { clamdLimits } from '../engines/clamd-manager.ts';
 import { ScannerDisabled, type Finding, type Scanner } from './types.ts';
 
+/**
+ * From this size a file-backed object is scanned by path when the client may (clamd reads it
+ * without a copy through the socket, ~20% faster on 100 MB here); smaller ones are streamed.
+ */
+const PATH_SCAN_MIN_BYTES = 1024 * 1024;
+
 /** Time clamd may stay silent beyond the scanner's own budget before the connection is given up. */
 const IDLE_MARGIN_MS = 30_000;
 
@@ -40,15 +47,26 @@ export const clamavScanner: Scanner<ClamdClient> = {
     // Our own clamd's StreamMaxLength is known: send at most that much, so clamd scans the
     // prefix of a larger object instead of refusing all of it.
     const managed = ictx.config.clamd.trim().toLowerCase() === 'auto';
+    const access = ictx.config.clamdFileAccess;
     return new ClamdClient(ictx.clamd, {
       idleTimeoutMs: ictx.config.limits.scannerTimeoutMs + IDLE_MARGIN_MS,
       ...(managed ? { maxStreamBytes: clamdLimits(ictx.config.limits).streamMaxLength } : {}),
+      // our own clamd runs as our user, reads our data folder and alerts on its limits
+      pathAccess: access === 'path' || (access === 'auto' && managed),
     });
   },
 
   accepts: (info) => info.kind === 'file',
 
   async scan(input, ctx, client) {
+    // over clamd's size limit, INSTREAM still scans the prefix where SCAN would skip the file
+    if (client.pathAccess && input.info.size >= PATH_SCAN_MIN_BYTES && input.info.size <= (client.maxStreamBytes ?? Infinity)) {
+      const file = await input.path();
+      const r = await client.scanPath(file, { signal: ctx.signal });
+      if (r?.status === 'error') throw new Error(`clamd could not scan the object: ${r.raw}`);
+      if (r) return { evidence: r.status === 'found' && r.signature ? [findingFor(r.signature)] : [] };
+      ctx.log.warn({ reply: 'cannot open' }, 'clamd cannot open Verdict\'s files; streaming them instead (set clamdFileAccess to stream)');
+    }
     const r = await client.instream(input.stream(), { signal: ctx.signal });
     const evidence: Finding[] = [];
     if (r.status === 'found' && r.signature) evidence.push(findingFor(r.signature));
