@@ -12,7 +12,7 @@ import crypto from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Limits } from '../config/schema.ts';
 import { DETECT_HEAD_BYTES, detectType } from '../scanners/file-type.ts';
-import { digestBuffer, MultiHasher, type Digests } from '../scanners/hashes.ts';
+import { digestBuffer, SplitHasher, type Digests } from '../scanners/hashes.ts';
 import {
   EngineUnavailableError,
   type ChildRefusal,
@@ -294,9 +294,14 @@ export function urlInfo(url: string, depth: number, relation?: Relation): Sample
 }
 
 export async function hashFile(file: string): Promise<Digests> {
-  const h = new MultiHasher();
-  for await (const chunk of fs.createReadStream(file, { highWaterMark: 1024 * 1024 })) h.update(chunk as Buffer);
-  return h.digest();
+  const h = new SplitHasher(); // big files: md5 and sha512 on the helper thread
+  try {
+    for await (const chunk of fs.createReadStream(file, { highWaterMark: 1024 * 1024 })) await h.update(chunk as Buffer);
+    return await h.digest();
+  } catch (e) {
+    h.dispose();
+    throw e;
+  }
 }
 
 async function readHead(file: string, size: number): Promise<Buffer> {

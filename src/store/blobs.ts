@@ -49,13 +49,13 @@ export class LocalBlobStore implements BlobStore {
     try {
       const out = fs.createWriteStream(tmpFile, { flags: 'wx' });
       await pipeline(source, hashing, out, { signal: opts.signal });
+      const digests = await hashing.digests();
       const fh = await fsp.open(tmpFile, 'r+');
       try {
         await fh.sync();
       } finally {
         await fh.close();
       }
-      const digests = hashing.hasher.digest();
       const final = this.pathOf(digests.sha256);
       await fsp.mkdir(path.dirname(final), { recursive: true });
       await fsp.rename(tmpFile, final);

@@ -110,7 +110,7 @@ export class S3BlobStore implements BlobStore {
     const hashing = new HashingStream(opts.maxBytes, DETECT_HEAD_BYTES);
     try {
       await pipeline(source, hashing, fs.createWriteStream(spool, { flags: 'wx' }), { signal: opts.signal });
-      const digests = hashing.hasher.digest();
+      const digests = await hashing.digests();
       const key = this.keyOf(digests.sha256);
       // the key is the content's hash: an object already there with this size is these bytes
       if ((await this.headKey(key))?.size !== digests.size) await this.putFile(key, spool, digests.size, opts.signal);
