@@ -87,7 +87,8 @@ export async function createVerdict(config: Config, opts: VerdictOptions = {}): 
   const log = opts.log ?? pino({ level: config.logLevel });
   fs.mkdirSync(config.dataDir, { recursive: true });
   const tmpRoot = path.join(config.dataDir, 'tmp');
-  fs.mkdirSync(tmpRoot, { recursive: true });
+  fs.mkdirSync(tmpRoot, { recursive: true, mode: 0o700 });
+  fs.chmodSync(tmpRoot, 0o700); // scans extract samples under it
 
   let database: OpenDatabase | undefined;
   let clamd: Awaited<ReturnType<typeof resolveClamd>> | undefined;

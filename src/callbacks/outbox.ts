@@ -10,7 +10,8 @@ import type { Store } from '../store/store.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import type { CallbackRow } from '../store/schema.ts';
 import { EgressGuard } from '../net/egress-guard.ts';
-import { safeFetch } from '../net/safe-fetch.ts';
+import { guardedAgent, safeFetch } from '../net/safe-fetch.ts';
+import type { Agent } from 'undici';
 
 /** Headers a client may not set on its callback (they belong to the transport). */
 const FORBIDDEN_HEADERS = new Set(['host', 'content-length', 'transfer-encoding', 'connection', 'content-type', 'expect', 'upgrade', 'te', 'trailer', 'keep-alive', 'proxy-connection']);
@@ -22,9 +23,13 @@ export function backoffMs(attempts: number, baseMs: number): number {
 
 export class CallbackDeliverer {
   private readonly guard: EgressGuard;
+  /** One agent for all deliveries: callbacks to the same receiver reuse their connections. */
+  private readonly agent: Agent;
   private running = false;
   private loopDone?: Promise<void>;
   private wakeUp?: () => void;
+  /** A notice that arrived while the loop was busy (claiming or delivering): look again before sleeping. */
+  private kicked = false;
   private inFlight = 0;
 
   constructor(
@@ -32,6 +37,7 @@ export class CallbackDeliverer {
     private readonly batch = 8,
   ) {
     this.guard = new EgressGuard({ allow: deps.config.egressAllow, deny: deps.config.egressDeny });
+    this.agent = guardedAgent(this.guard, deps.config.callbackTimeoutMs);
   }
 
   start(): void {
@@ -41,12 +47,14 @@ export class CallbackDeliverer {
   }
 
   notify(): void {
+    this.kicked = true;
     this.wakeUp?.();
   }
 
   private async loop(): Promise<void> {
     const { store, log } = this.deps;
     while (this.running) {
+      this.kicked = false;
       let due: CallbackRow[] = [];
       try {
         due = await store.claimCallbacks(Date.now(), this.deps.config.callbackTimeoutMs * 3, this.batch);
@@ -57,6 +65,7 @@ export class CallbackDeliverer {
         await Promise.all(due.map((c) => this.deliver(c)));
         continue;
       }
+      if (this.kicked) continue;
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, 500);
         this.wakeUp = () => {
@@ -91,6 +100,7 @@ export class CallbackDeliverer {
           timeoutMs: config.callbackTimeoutMs,
           maxRedirects: 0,
           followRedirects: false,
+          agent: this.agent,
         });
         status = res.status;
         if (status < 200 || status >= 300) error = `callback answered ${status}`;
@@ -128,7 +138,10 @@ export class CallbackDeliverer {
     this.wakeUp?.();
     await this.loopDone;
     const due = await this.deps.store.claimCallbacks(Date.now(), this.deps.config.callbackTimeoutMs * 3, 100).catch(() => []);
-    if (due.length === 0) return;
+    if (due.length === 0) {
+      await this.agent.close().catch(() => undefined);
+      return;
+    }
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
       Promise.all(due.map((c) => this.deliver(c))),
@@ -137,5 +150,6 @@ export class CallbackDeliverer {
       }),
     ]);
     clearTimeout(timer);
+    await this.agent.destroy().catch(() => undefined);
   }
 }

@@ -61,6 +61,8 @@ export interface RootFile {
 
 /** Children spill to disk above this size even when a scanner hands them over in memory. */
 const SPILL_BYTES = 1024 * 1024;
+/** Root samples up to this size are read into memory once and scanned from there. */
+const IN_MEMORY_ROOT_BYTES = 1024 * 1024;
 
 interface PendingChild {
   name: string;
@@ -95,6 +97,15 @@ export class Engine {
 
   async scanFile(root: RootFile, req: ScanRequest): Promise<ObjectReport> {
     return this.withBudget(async (budget) => {
+      // A small sample is read once: every scanner then works from memory (no file opened per
+      // scanner), and one that wants a path gets the original file.
+      if (root.digests && root.digests.size <= IN_MEMORY_ROOT_BYTES) {
+        const data = await fsp.readFile(root.file);
+        if (data.length === root.digests.size) {
+          const info = await identify(root.digests, root.name, 0, data.subarray(0, DETECT_HEAD_BYTES));
+          return this.scanObject(inputFromBuffer(info, data, budget.tmpDir, root.file), undefined, budget, req);
+        }
+      }
       const digests = root.digests ?? (await hashFile(root.file));
       const info = await identify(digests, root.name, 0, await readHead(root.file, digests.size));
       return this.scanObject(inputFromFile(info, root.file), undefined, budget, req);
@@ -116,7 +127,9 @@ export class Engine {
   }
 
   private async withBudget(fn: (b: Budget) => Promise<ObjectReport>): Promise<ObjectReport> {
-    const tmpDir = await fsp.mkdtemp(path.join(this.opts.tmpRoot ?? os.tmpdir(), 'scan-'));
+    // Named, not made: most scans write nothing. Whoever writes there creates it (mkdir -p);
+    // the temporary root is private to our user.
+    const tmpDir = path.join(this.opts.tmpRoot ?? os.tmpdir(), `scan-${crypto.randomUUID()}`);
     const budget: Budget = { deadline: Date.now() + this.opts.limits.scanTimeoutMs, children: 0, bytes: 0, tmpDir, timedOut: false };
     try {
       return await fn(budget);
@@ -150,6 +163,7 @@ export class Engine {
       else if ('file' in child) p.file = child.file;
       else if (child.data.length > SPILL_BYTES) {
         p.file = path.join(budget.tmpDir, `child-${crypto.randomUUID()}`);
+        await fsp.mkdir(budget.tmpDir, { recursive: true });
         await fsp.writeFile(p.file, child.data);
       } else p.data = child.data;
       pending.push(p);

@@ -34,9 +34,12 @@ export function inputFromFile(info: SampleInfo, file: string): ScanInput {
   };
 }
 
-/** `tmpDir` is where `path()` writes the buffer when a scanner asks for a file. */
-export function inputFromBuffer(info: SampleInfo, data: Buffer, tmpDir: string): ScanInput {
-  let written: Promise<string> | undefined;
+/**
+ * `tmpDir` is where `path()` writes the buffer when a scanner asks for a file, unless `file`
+ * already holds these very bytes.
+ */
+export function inputFromBuffer(info: SampleInfo, data: Buffer, tmpDir: string, file?: string): ScanInput {
+  let written: Promise<string> | undefined = file === undefined ? undefined : Promise.resolve(file);
   return {
     info,
     stream: () => Readable.from([data]),

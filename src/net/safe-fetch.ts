@@ -57,6 +57,11 @@ export interface SafeFetchOptions {
   toFile?: string;
   /** Throw `FetchTooLargeError` instead of returning a truncated body. */
   failOnTruncate?: boolean;
+  /**
+   * A long-lived agent from `guardedAgent` (same guard), so repeated fetches to one origin
+   * reuse their connections. Default: a private agent closed after this fetch.
+   */
+  agent?: Agent;
 }
 
 export interface SafeFetchResult {
@@ -132,6 +137,11 @@ const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 const CREDENTIAL_HEADERS = ['authorization', 'cookie', 'proxy-authorization'];
 
 /** An undici connector that refuses literal-IP hosts the guard refuses and resolves names through it. */
+/** An agent whose every new connection passes the egress guard (keep-alive connections were checked when made). */
+export function guardedAgent(guard: EgressGuard, timeoutMs: number): Agent {
+  return new Agent({ connect: guardedConnector(guard, timeoutMs), headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+}
+
 export function guardedConnector(guard: EgressGuard, timeoutMs: number): buildConnector.connector {
   const base = buildConnector({ lookup: guard.lookup, timeout: timeoutMs });
   return (opts, callback) => {
@@ -159,11 +169,7 @@ export async function safeFetch(url: string | URL, opts: SafeFetchOptions): Prom
   if (opts.signal?.aborted) onAbort();
   else opts.signal?.addEventListener('abort', onAbort, { once: true });
 
-  const agent = new Agent({
-    connect: guardedConnector(opts.guard, opts.timeoutMs),
-    headersTimeout: opts.timeoutMs,
-    bodyTimeout: opts.timeoutMs,
-  });
+  const agent = opts.agent ?? guardedAgent(opts.guard, opts.timeoutMs);
   try {
     return await run();
   } catch (err) {
@@ -175,7 +181,7 @@ export async function safeFetch(url: string | URL, opts: SafeFetchOptions): Prom
   } finally {
     clearTimeout(timer);
     opts.signal?.removeEventListener('abort', onAbort);
-    agent.destroy().catch(() => undefined);
+    if (!opts.agent) agent.destroy().catch(() => undefined);
   }
 
   async function run(): Promise<SafeFetchResult> {

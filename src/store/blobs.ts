@@ -32,6 +32,8 @@ const SHA256 = /^[0-9a-f]{64}$/;
 
 export class LocalBlobStore implements BlobStore {
   private readonly tmp: string;
+  /** Fan-out directories known to exist (saves a mkdir per upload). */
+  private readonly madeDirs = new Set<string>();
 
   constructor(readonly root: string) {
     this.tmp = path.join(root, '.incoming');
@@ -47,18 +49,20 @@ export class LocalBlobStore implements BlobStore {
     const tmpFile = path.join(this.tmp, crypto.randomUUID());
     const hashing = new HashingStream(opts.maxBytes, DETECT_HEAD_BYTES);
     try {
-      const out = fs.createWriteStream(tmpFile, { flags: 'wx' });
-      await pipeline(source, hashing, out, { signal: opts.signal });
+      // `flush`: the stream fsyncs its descriptor before closing it (no second open to flush)
+      await pipeline(source, hashing, fs.createWriteStream(tmpFile, { flags: 'wx', flush: true }), { signal: opts.signal });
       const digests = await hashing.digests();
-      const fh = await fsp.open(tmpFile, 'r+');
-      try {
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
       const final = this.pathOf(digests.sha256);
-      await fsp.mkdir(path.dirname(final), { recursive: true });
-      await fsp.rename(tmpFile, final);
+      const dir = path.dirname(final);
+      if (!this.madeDirs.has(dir)) {
+        await fsp.mkdir(dir, { recursive: true });
+        this.madeDirs.add(dir); // at most 65,536 of them
+      }
+      await fsp.rename(tmpFile, final).catch(async (e: NodeJS.ErrnoException) => {
+        if (e.code !== 'ENOENT') throw e;
+        await fsp.mkdir(dir, { recursive: true }); // removed behind our back
+        await fsp.rename(tmpFile, final);
+      });
       await syncDir(path.dirname(final));
       return { digests, head: hashing.head };
     } catch (e) {
