@@ -12,9 +12,8 @@ import { openDatabase, type OpenDatabase } from './store/database.ts';
 import { Store } from './store/store.ts';
 import { LocalBlobStore, type BlobStore } from './store/blobs.ts';
 import { DbQueue } from './queue/db-queue.ts';
-import { BullMqQueue } from './queue/bullmq-queue.ts';
 import type { JobQueue } from './queue/queue.ts';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { MemoryRateLimiter, RedisRateLimiter, type RateLimiter } from './service/rate-limiter.ts';
 import { WorkerPool } from './queue/worker-pool.ts';
 import { Engine } from './engine/engine.ts';
@@ -108,10 +107,14 @@ export async function createVerdict(config: Config, opts: VerdictOptions = {}): 
     const blobs: BlobStore = config.blobStorage === 'local' ? localBlobs : storages.s3(config.blobStorage)!;
     if (!blobs) throw new Error(`blobStorage: no storage named ${config.blobStorage} (configured: local, ${storages.names().join(', ')})`);
     if (config.queue === 'bullmq' && !config.redisUrl) throw new Error('queue: bullmq needs redisUrl (or REDIS_URL)');
-    queue = config.queue === 'bullmq' ? new BullMqQueue({ url: config.redisUrl!, prefix: config.redisPrefix, leaseMs: config.jobLeaseMs }) : new DbQueue(database.db);
+    // BullMQ and ioredis load only in scale mode (~15 MB an embedded server does without)
+    queue =
+      config.queue === 'bullmq'
+        ? new (await import('./queue/bullmq-queue.ts')).BullMqQueue({ url: config.redisUrl!, prefix: config.redisPrefix, leaseMs: config.jobLeaseMs })
+        : new DbQueue(database.db);
     // throttling counters live where every API process sees them: Redis when there is one
     const jobs = queue;
-    sharedRedis = config.redisUrl ? redisClient(config.redisUrl) : undefined;
+    sharedRedis = config.redisUrl ? await redisClient(config.redisUrl) : undefined;
     limiter = sharedRedis ? new RedisRateLimiter(sharedRedis, config.redisPrefix) : new MemoryRateLimiter();
     const metrics = new Metrics();
 
@@ -297,7 +300,8 @@ export async function createVerdict(config: Config, opts: VerdictOptions = {}): 
   }
 }
 
-function redisClient(url: string): Redis {
+async function redisClient(url: string): Promise<Redis> {
+  const { Redis } = await import('ioredis');
   // commands wait through a Redis restart instead of failing the request
   const r = new Redis(url, { maxRetriesPerRequest: null });
   r.on('error', () => {});

@@ -122,7 +122,10 @@ test('500 scans, two workers, one SIGKILLed mid-way: every scan finishes once, r
     form.set('name', bad ? `e${i}.com` : `n${i}.txt`);
     form.set('callback_url', `${sink.url}/cb`);
     form.set('data', new Blob([bad ? eicar() : Buffer.from(`ordinary note ${i} ${crypto.randomUUID()}`)]), `f${i}`);
-    const res = await fetch(`${base}/api/v1/files/`, { method: 'POST', headers: { authorization: `Token ${ADMIN}` }, body: form });
+    const res = await fetch(`${base}/api/v1/files/`, { method: 'POST', headers: { authorization: `Token ${ADMIN}` }, body: form }).catch((e: Error) => {
+      const why = (e.cause as Error | undefined)?.message ?? e.message;
+      throw new Error(`submission ${i} failed: ${why}; API exit code ${api.exitCode}; API stderr: ${(api as ChildProcess & { errText: () => string }).errText().slice(-1500)}`);
+    });
     const text = await res.text();
     assert.equal(res.status, 200, text);
     expected.set(JSON.parse(text).scan_id, bad ? 'MAL' : 'CLN');
@@ -204,7 +207,10 @@ test('Redis restarted empty: accepted scans whose jobs it lost are queued again 
     const form = new FormData();
     form.set('name', `r${i}.txt`);
     form.set('data', new Blob([Buffer.from(`accepted before the restart ${i} ${crypto.randomUUID()}`)]), `r${i}.txt`);
-    const res = await fetch(`${base}/api/v1/files/`, { method: 'POST', headers: { authorization: `Token ${ADMIN}` }, body: form });
+    const res = await fetch(`${base}/api/v1/files/`, { method: 'POST', headers: { authorization: `Token ${ADMIN}` }, body: form }).catch((e: Error) => {
+      const why = (e.cause as Error | undefined)?.message ?? e.message;
+      throw new Error(`submission ${i} failed: ${why}; API exit code ${api.exitCode}; API stderr: ${(api as ChildProcess & { errText: () => string }).errText().slice(-1500)}`);
+    });
     assert.equal(res.status, 200);
     return ((await res.json()) as { scan_id: number }).scan_id;
   };

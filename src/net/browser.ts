@@ -30,7 +30,7 @@ import http from 'node:http';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { chromium, type Browser, type BrowserContext } from 'playwright-core';
+import type { Browser, BrowserContext } from 'playwright-core';
 import { EgressRefusedError, type EgressGuard } from './egress-guard.ts';
 
 export const DEFAULT_CHROMIUM = '/usr/bin/chromium';
@@ -227,6 +227,8 @@ export class BrowserManager {
     if (!this.browser) {
       const attempt = (async () => {
         const sink = await this.startSink();
+        // loaded on first launch: ~55 MB of memory a server that never renders does not need
+        const { chromium } = await import('playwright-core');
         const b = await chromium.launch({
           executablePath: this.executablePath,
           args: CHROMIUM_ARGS,
