@@ -113,6 +113,12 @@ export const configSchema = z.object({
     .describe('How clamd gets the bytes of a file of 1 MiB or more: `path` (clamd opens the file itself; same host and file system, clamd may read the data folder, and it must alert on its limits with AlertExceedsMax), `stream` (INSTREAM over the socket, any clamd), `auto` (path for the clamd Verdict manages, stream otherwise)'),
   clamdRequired: bool.default(false).describe('Refuse to start when clamd cannot be started or reached'),
   yaraThreads: z.coerce.number().int().min(0).default(Math.min(4, os.availableParallelism())).describe('Worker threads for YARA scans of objects from 4 MB, so a big scan never blocks the API (0: scan on the main thread)'),
+  yaraCliFromBytes: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(256 * 1024 ** 2)
+    .describe('Objects from this size are scanned by Debian\'s `yara` (it maps the file; YARA-X would hold it all in memory) when /usr/bin/yara accepts every rule file (0: always YARA-X)'),
   yaraRulesDirs: list.default([]).describe('Extra folders of .yar/.yara rule files compiled with the bundled rules'),
   fetchEmbeddedLinks: bool.default(false).describe('Also fetch URLs found inside scanned objects (links in pages, PDFs, documents, emails); they are always judged by the URL heuristics'),
   urlFetch: bool.default(true).describe('Fetch submitted URLs (through the egress guard) and scan their content'),

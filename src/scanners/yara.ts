@@ -32,7 +32,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import fsp from 'node:fs/promises';
 import { compile, validate, type RuleMatch, type YaraX } from '@litko/yara-x';
+import { probeYaraCli, scanWithYaraCli, type YaraCli } from './yara-cli.ts';
+import { privateDir } from './container-extract.ts';
 import { YaraPool } from '../engines/yara-pool.ts';
 import type { HeuristicId } from '../verdict/heuristics.ts';
 import type { Finding, Scanner } from './types.ts';
@@ -354,7 +357,7 @@ function heuristicFor(meta: Record<string, unknown>): HeuristicId {
 /** Objects from this size are scanned in a worker thread (when `yaraThreads` > 0). */
 export const THREAD_SCAN_MIN = 4 * 1024 ** 2;
 
-export const yaraScanner: Scanner<CompiledRules & { pool?: YaraPool }> = {
+export const yaraScanner: Scanner<CompiledRules & { pool?: YaraPool; cli?: YaraCli; cliFrom?: number }> = {
   name: 'yara',
   version: '1',
   layer: 'signatures',
@@ -365,13 +368,26 @@ export const yaraScanner: Scanner<CompiledRules & { pool?: YaraPool }> = {
     for (const w of compiled.warnings) ictx.log.warn({ file: w.file, line: w.line, column: w.column, code: w.code }, `YARA rule warning: ${w.summary}`);
     ictx.log.info({ files: compiled.files.length, userDirs: ictx.config.yaraRulesDirs }, 'YARA rules compiled');
     const threads = ictx.config.yaraThreads;
-    return { ...compiled, pool: threads > 0 ? new YaraPool(rootSource(compiled.files), COMPILE_OPTIONS, threads) : undefined };
+    const cliFrom = ictx.config.yaraCliFromBytes;
+    const cli = cliFrom > 0 ? probeYaraCli(compiled.files) : undefined;
+    if (cliFrom > 0 && !cli) ictx.log.warn('Debian\'s yara is missing or refuses a rule file: YARA-X scans big objects too, holding each one whole in memory');
+    return { ...compiled, pool: threads > 0 ? new YaraPool(rootSource(compiled.files), COMPILE_OPTIONS, threads) : undefined, cli, cliFrom };
   },
 
   accepts: (info) => info.kind === 'file',
 
-  async scan(input, _ctx, compiled) {
-    // big objects in a worker thread, so the API stays responsive; small ones here (cheaper)
+  async scan(input, ctx, compiled) {
+    // huge objects through libyara (memory-mapped, bounded memory); big ones in a worker thread,
+    // so the API stays responsive; small ones here (cheaper)
+    if (compiled.cli && compiled.cliFrom && input.info.size >= compiled.cliFrom) {
+      const cwd = await privateDir(ctx.tmpDir, 'yara');
+      try {
+        const matches = await scanWithYaraCli(compiled.cli, await input.path(), { cwd, signal: ctx.signal, deadline: ctx.deadline, capMs: ctx.limits.scannerTimeoutMs });
+        return { evidence: matches.map((m) => findingFor(m, compiled)) };
+      } finally {
+        await fsp.rm(cwd, { recursive: true, force: true });
+      }
+    }
     const matches =
       compiled.pool && input.info.size >= THREAD_SCAN_MIN
         ? await compiled.pool.scanFile(await input.path())
