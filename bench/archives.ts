@@ -96,7 +96,7 @@ try {
     for (const [mode, server] of servers) {
       const rss = new RssSampler(server.pid);
       t = performance.now();
-      const body = await xraySubmit(server, sink, path.basename(s.file), await fs.openAsBlob(s.file), 30 * 60_000);
+      const body = await xraySubmit(server, sink, path.basename(s.file), { file: s.file }, 30 * 60_000);
       const ms = performance.now() - t;
       const mem = rss.stop();
       const evidence = ((body.evidence as { Name: string }[] | undefined) ?? []).map((e) => e.Name);

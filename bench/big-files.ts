@@ -116,7 +116,7 @@ try {
         freshen(file);
         const rss = new RssSampler(server.pid);
         const t0 = performance.now();
-        const body = await xraySubmit(server, sink, path.basename(file), await fs.openAsBlob(file), 60 * 60_000);
+        const body = await xraySubmit(server, sink, path.basename(file), { file }, 60 * 60_000);
         const ms = performance.now() - t0;
         const verdict = `${body.verdict}${body.partial ? ', partial' : ''}`;
         // a random or text file has nothing to find: say what made it anything but clean
