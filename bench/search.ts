@@ -234,7 +234,7 @@ async function main() {
   incTimes.sort((a, b) => a - b);
   rows.push({ name: 'incidents walk (MAL+BLK, 20/page, first 2000 pages)', p50: percentile(incTimes, 50), p95: percentile(incTimes, 95), note: `${incPages} pages, ${incRows} rows, ${((performance.now() - ti) / 1000).toFixed(1)} s in all` });
 
-  const pgVersion = postgres ? (await sql<{ v: string }>`show server_version`.execute(db)).rows[0].v : '';
+  const pgVersion = postgres ? (await sql<{ server_version: string }>`show server_version`.execute(db)).rows[0].server_version : '';
   await close();
   if (!keep) fs.rmSync(dir, { recursive: true, force: true });
 

@@ -117,7 +117,7 @@ export const configSchema = z.object({
     .number()
     .int()
     .min(0)
-    .default(256 * 1024 ** 2)
+    .default(64 * 1024 ** 2)
     .describe('Objects from this size are scanned by Debian\'s `yara` (it maps the file; YARA-X would hold it all in memory) when /usr/bin/yara accepts every rule file (0: always YARA-X)'),
   yaraRulesDirs: list.default([]).describe('Extra folders of .yar/.yara rule files compiled with the bundled rules'),
   fetchEmbeddedLinks: bool.default(false).describe('Also fetch URLs found inside scanned objects (links in pages, PDFs, documents, emails); they are always judged by the URL heuristics'),
