@@ -380,6 +380,16 @@ export async function privateDir(tmpDir: string, prefix: string): Promise<string
   return fsp.mkdtemp(path.join(tmpDir, `${prefix}-`));
 }
 
+/** Runs `fn` in a fresh private folder (see `privateDir`), removed afterwards whatever happens. */
+export async function withPrivateDir<T>(tmpDir: string, prefix: string, fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await privateDir(tmpDir, prefix);
+  try {
+    return await fn(dir);
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true }).catch(() => undefined);
+  }
+}
+
 /**
  * Lists an archive whose headers (member names) are encrypted: tries each password until one
  * gives a listing. Undefined when none does; the caller then reports the archive as unopened.

@@ -9,9 +9,8 @@
  * const r = await runScanner(decompressScanner, xzBytes, { name: 'eicar.com.xz' });
  * r.children[0].name // 'eicar.com'
  */
-import fsp from 'node:fs/promises';
 import { ArchiveSession, stripCompressionSuffix } from './archive-common.ts';
-import { findContainerTools, privateDir, toolSucceeded, type ContainerTools } from './container-extract.ts';
+import { findContainerTools, toolSucceeded, withPrivateDir, type ContainerTools } from './container-extract.ts';
 import { runTool } from './subprocess.ts';
 import type { Scanner } from './types.ts';
 
@@ -36,17 +35,16 @@ export const decompressScanner: Scanner<ContainerTools> = {
       session.flag('CONTAINER_UNOPENED', { reason: 'tool_missing', tool: 'bsdcat', type: input.info.fileType });
       return session.result();
     }
-    let work: string | undefined;
+    const bsdcat = tools.bsdcat;
     const member = session.member(stripCompressionSuffix(input.info.name, STREAM_SUFFIXES), { compressedSize: input.info.size, fromArchive: false });
     try {
       const file = await input.path();
-      work = await privateDir(ctx.tmpDir, 'bsdcat');
-      const r = await runTool(tools.bsdcat, ['--', file], { cwd: work, signal: session.signal, deadline: ctx.deadline, capMs: CAP_MS, onStdout: (c) => member.write(c) });
+      const r = await withPrivateDir(ctx.tmpDir, 'bsdcat', (work) =>
+        runTool(bsdcat, ['--', file], { cwd: work, signal: session.signal, deadline: ctx.deadline, capMs: CAP_MS, onStdout: (c) => member.write(c) }),
+      );
       if (!toolSucceeded(session, r, member.name, undefined, member.size, member.stop !== undefined) && !member.stop) member.meta.corrupt = true;
     } catch (err) {
       if (session.failure(err, member.name) === 'corrupt') member.meta.corrupt = true;
-    } finally {
-      if (work) await fsp.rm(work, { recursive: true, force: true }).catch(() => undefined);
     }
     try {
       // Like gzip: what was read is scanned; a stream broken before its first byte gives nothing.

@@ -29,7 +29,7 @@ import {
   findContainerTools,
   matchKey,
   planExtraction,
-  privateDir,
+  withPrivateDir,
   reportPlan,
   splitForBudget,
   streamMember,
@@ -184,19 +184,17 @@ export const sevenZipScanner: Scanner<ContainerTools> = {
   accepts: (info) => info.kind === 'file' && FORMATS.has(info.fileType),
   async scan(input, ctx, tools) {
     const session = new ArchiveSession(ctx, 'archive_member');
-    let work: string | undefined;
     try {
       const file = await input.path();
-      work = await privateDir(ctx.tmpDir, '7zz');
-      const isPe = input.info.fileType === 'pe';
-      if (tools.sevenZip) await scan7z(session, input, file, tools, work);
-      else if (isPe) await peWithoutTool(session, file);
-      else if (tools.lsar && tools.unar) await scanWithUnar(session, file, tools, work, input.info.name);
-      else session.flag('CONTAINER_UNOPENED', { reason: 'tool_missing', tool: '7zz', type: input.info.fileType });
+      await withPrivateDir(ctx.tmpDir, '7zz', async (work) => {
+        if (tools.sevenZip) await scan7z(session, input, file, tools, work);
+        else if (input.info.fileType === 'pe') await peWithoutTool(session, file);
+        else if (tools.lsar && tools.unar) await scanWithUnar(session, file, tools, work, input.info.name);
+        else session.flag('CONTAINER_UNOPENED', { reason: 'tool_missing', tool: '7zz', type: input.info.fileType });
+      });
     } catch (err) {
       session.failure(err);
     } finally {
-      if (work) await fsp.rm(work, { recursive: true, force: true }).catch(() => undefined);
       session.close();
     }
     return session.result();

@@ -20,7 +20,7 @@ import { ArchiveSession } from './archive-common.ts';
 import {
   findContainerTools,
   planExtraction,
-  privateDir,
+  withPrivateDir,
   reportPlan,
   splitForBudget,
   toolError,
@@ -244,19 +244,16 @@ export const unarScanner: Scanner<ContainerTools> = {
   accepts: (info) => info.kind === 'file' && info.fileType === 'rar',
   async scan(input, ctx, tools) {
     const session = new ArchiveSession(ctx, 'archive_member');
-    let work: string | undefined;
     try {
       if (!tools.lsar || !tools.unar) {
         session.flag('CONTAINER_UNOPENED', { reason: 'tool_missing', tool: 'unar', type: input.info.fileType });
         return session.result();
       }
       const file = await input.path();
-      work = await privateDir(ctx.tmpDir, 'unar');
-      await scanWithUnar(session, file, tools, work, input.info.name);
+      await withPrivateDir(ctx.tmpDir, 'unar', (work) => scanWithUnar(session, file, tools, work, input.info.name));
     } catch (err) {
       session.failure(err);
     } finally {
-      if (work) await fsp.rm(work, { recursive: true, force: true }).catch(() => undefined);
       session.close();
     }
     return session.result();

@@ -32,10 +32,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import fsp from 'node:fs/promises';
 import { compile, validate, type RuleMatch, type YaraX } from '@litko/yara-x';
 import { probeYaraCli, scanWithYaraCli, type YaraCli } from './yara-cli.ts';
-import { privateDir } from './container-extract.ts';
+import { withPrivateDir } from './container-extract.ts';
 import { YaraPool } from '../engines/yara-pool.ts';
 import type { HeuristicId } from '../verdict/heuristics.ts';
 import type { Finding, Scanner } from './types.ts';
@@ -380,13 +379,10 @@ export const yaraScanner: Scanner<CompiledRules & { pool?: YaraPool; cli?: YaraC
     // huge objects through libyara (memory-mapped, bounded memory); big ones in a worker thread,
     // so the API stays responsive; small ones here (cheaper)
     if (compiled.cli && compiled.cliFrom && input.info.size >= compiled.cliFrom) {
-      const cwd = await privateDir(ctx.tmpDir, 'yara');
-      try {
-        const matches = await scanWithYaraCli(compiled.cli, await input.path(), { cwd, signal: ctx.signal, deadline: ctx.deadline, capMs: ctx.limits.scannerTimeoutMs });
-        return { evidence: matches.map((m) => findingFor(m, compiled)) };
-      } finally {
-        await fsp.rm(cwd, { recursive: true, force: true });
-      }
+      const cli = compiled.cli;
+      const file = await input.path();
+      const matches = await withPrivateDir(ctx.tmpDir, 'yara', (cwd) => scanWithYaraCli(cli, file, { cwd, signal: ctx.signal, deadline: ctx.deadline, capMs: ctx.limits.scannerTimeoutMs }));
+      return { evidence: matches.map((m) => findingFor(m, compiled)) };
     }
     const matches =
       compiled.pool && input.info.size >= THREAD_SCAN_MIN
